@@ -1,0 +1,76 @@
+"""shipyard: the whole MLOps loop in one package.
+
+Example:
+    >>> import shipyard as sy
+    >>> with sy.connect("/path/to/project") as project:  # doctest: +SKIP
+    ...     info = project.blobs.put(b"hello")
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from shipyard._version import __version__
+from shipyard.errors import (
+    AlreadyExistsError,
+    BackendError,
+    ConflictError,
+    InvalidArgumentError,
+    MissingDependencyError,
+    NotFoundError,
+    NotSupportedError,
+    PermissionDeniedError,
+    ShipyardError,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from shipyard.app import Shipyard
+    from shipyard.settings import Settings
+
+__all__ = [
+    "AlreadyExistsError",
+    "BackendError",
+    "ConflictError",
+    "InvalidArgumentError",
+    "MissingDependencyError",
+    "NotFoundError",
+    "NotSupportedError",
+    "PermissionDeniedError",
+    "Settings",
+    "Shipyard",
+    "ShipyardError",
+    "__version__",
+    "connect",
+]
+
+
+def connect(project: Path | str | None = None, **overrides: Any) -> Shipyard:
+    """Open the shipyard project at or above ``project`` (default: the working directory).
+
+    Args:
+        project: a folder inside the project.
+        **overrides: settings that win over shipyard.toml and the environment, such as
+            ``metadata_uri="postgresql+psycopg://…"``.
+
+    Returns:
+        The project's services; use it as a context manager or call ``close()``.
+    """
+    from shipyard.app import build
+    from shipyard.settings import Settings
+
+    return build(Settings.load(project, **overrides))
+
+
+def __getattr__(name: str) -> Any:
+    # Heavy modules load on first use so that `import shipyard` stays fast.
+    if name == "Settings":
+        from shipyard.settings import Settings
+
+        return Settings
+    if name == "Shipyard":
+        from shipyard.app import Shipyard
+
+        return Shipyard
+    raise AttributeError(f"module 'shipyard' has no attribute {name!r}")

@@ -1,0 +1,87 @@
+"""Composition root: ``build(settings)`` wires stores into services. Nothing runs at import."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from dataclasses import dataclass, field
+
+from shipyard.services.audit import AuditService
+from shipyard.services.blobs import BlobService
+from shipyard.services.lineage import LineageService
+from shipyard.services.maintenance import MaintenanceService
+from shipyard.settings import Settings
+from shipyard.stores.artifacts import open_blob_store
+from shipyard.stores.artifacts.content import ContentStore
+from shipyard.stores.metadata import SqlMetadataStore
+
+__all__ = ["Shipyard", "build", "current_user"]
+
+
+@dataclass
+class Shipyard:
+    """One project's stores and services, ready to use.
+
+    Get one with ``shipyard.connect()`` (or ``build(settings)``); close it when done.
+    """
+
+    settings: Settings
+    user: str
+    metadata: SqlMetadataStore
+    content: ContentStore
+    audit: AuditService = field(init=False)
+    blobs: BlobService = field(init=False)
+    lineage: LineageService = field(init=False)
+    maintenance: MaintenanceService = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.audit = AuditService(self.metadata)
+        self.blobs = BlobService(self.content)
+        self.lineage = LineageService(self.metadata)
+        self.maintenance = MaintenanceService(
+            self.metadata,
+            self.content,
+            project_root=str(self.settings.root),
+            executor=self.settings.executor,
+            server_uri=self.settings.server_uri,
+            user=self.user,
+        )
+
+    def close(self) -> None:
+        """Release database connections and blob-store clients."""
+        self.metadata.close()
+        self.content.blobs.close()
+
+    def __enter__(self) -> Shipyard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def current_user(settings: Settings) -> str:
+    """Who writes are recorded as in local mode: the configured user, else the OS user."""
+    if settings.user:
+        return settings.user
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid-{os.getuid()}"
+
+
+def build(settings: Settings, *, migrate: bool = True) -> Shipyard:
+    """Open the stores named by ``settings`` and wire the services over them.
+
+    Args:
+        settings: the project's settings.
+        migrate: apply pending metadata migrations on open.
+    """
+    metadata = SqlMetadataStore(
+        settings.metadata_uri, durability=settings.durability, migrate=migrate
+    )
+    try:
+        blobs = open_blob_store(settings.artifact_uri, fsync=settings.durability == "full")
+    except BaseException:
+        metadata.close()
+        raise
+    return Shipyard(settings, current_user(settings), metadata, ContentStore(blobs))

@@ -1,0 +1,58 @@
+"""The ``shipyard`` command: global options and the table of sub-commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from shipyard._version import __version__
+from shipyard.cli import blobs, db, maintenance, projects
+from shipyard.cli.context import state
+
+__all__ = ["app", "run"]
+
+app = typer.Typer(
+    name="shipyard",
+    help="shipyard: datasets, pipelines, tracking, registry, serving and monitoring.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"shipyard {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    project: Path | None = typer.Option(
+        None,
+        "--project",
+        "-C",
+        help="Work on the project at or above this folder (default: the working directory).",
+        envvar="SHIPYARD_PROJECT",
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """shipyard: the MLOps loop on a laptop, a team server or a Ray cluster."""
+    state(ctx).project = project
+
+
+app.command()(projects.init)
+app.command()(projects.info)
+app.command()(maintenance.fsck)
+app.command()(maintenance.gc)
+app.add_typer(db.app, name="db")
+app.add_typer(blobs.app, name="blobs")
+
+
+def run() -> None:
+    """Entry point of the ``shipyard`` script."""
+    app()

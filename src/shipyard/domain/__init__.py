@@ -1,0 +1,1 @@
+"""Domain records and rules: frozen dataclasses, no I/O."""

@@ -1,0 +1,1 @@
+"""The use cases: plain Python services that the SDK, the CLI and the server call."""

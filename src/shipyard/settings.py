@@ -1,0 +1,213 @@
+"""Settings: the only place that reads ``shipyard.toml`` and ``SHIPYARD_*`` variables.
+
+Precedence, strongest first: ``SHIPYARD_*`` environment variables, ``shipyard.toml`` at the
+project root, built-in defaults. The project root is the nearest folder at or above the
+working directory that holds ``shipyard.toml`` (or ``SHIPYARD_PROJECT``); without one, the
+working directory, so the embedded defaults work with zero set-up.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from shipyard.errors import SettingsError
+
+__all__ = ["CONFIG_FILE", "SETTINGS", "STATE_DIR", "SettingSpec", "Settings", "find_root"]
+
+CONFIG_FILE = "shipyard.toml"
+STATE_DIR = ".shipyard"
+
+
+@dataclass(frozen=True, slots=True)
+class SettingSpec:
+    """Where one setting lives in shipyard.toml and the environment, and what it means."""
+
+    field: str
+    section: str
+    key: str
+    env: str
+    help: str
+
+
+SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec(
+        "metadata_uri",
+        "store",
+        "metadata",
+        "SHIPYARD_METADATA_URI",
+        "SQLAlchemy URL of the metadata store: sqlite:///path (relative to the project "
+        "root) or postgresql+psycopg://user@host/db",
+    ),
+    SettingSpec(
+        "artifact_uri",
+        "store",
+        "artifacts",
+        "SHIPYARD_ARTIFACT_URI",
+        "where blobs live: a folder (relative to the project root) or any fsspec URL "
+        "such as s3://bucket/prefix or memory://name",
+    ),
+    SettingSpec(
+        "durability",
+        "store",
+        "durability",
+        "SHIPYARD_DURABILITY",
+        "'full': every commit and blob is fsynced before a call returns (survives power "
+        "loss); 'normal': written to the OS before a call returns (survives a crash of "
+        "the process, not of the machine), faster",
+    ),
+    SettingSpec(
+        "executor",
+        "executor",
+        "kind",
+        "SHIPYARD_EXECUTOR",
+        "where pipeline tasks run: 'local' or a Ray address ('ray', 'ray://host:port')",
+    ),
+    SettingSpec(
+        "server_uri",
+        "server",
+        "uri",
+        "SHIPYARD_URI",
+        "URL of a shipyard server (http://host:port); when set the SDK and CLI work "
+        "in remote mode against it",
+    ),
+    SettingSpec(
+        "token",
+        "server",
+        "token",
+        "SHIPYARD_TOKEN",
+        "access token for the shipyard server; prefer the environment to the file",
+    ),
+    SettingSpec(
+        "user",
+        "identity",
+        "user",
+        "SHIPYARD_USER",
+        "who local-mode writes are recorded as; defaults to the operating-system user",
+    ),
+)
+_BY_SECTION = {(spec.section, spec.key): spec for spec in SETTINGS}
+
+
+class Settings(BaseModel):
+    """Validated settings of one project.
+
+    Use ``Settings.load()`` to read them; paths in the result are absolute.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    root: Path
+    metadata_uri: str
+    artifact_uri: str
+    durability: Literal["full", "normal"] = "full"
+    executor: str = "local"
+    server_uri: str | None = None
+    token: str | None = None
+    user: str | None = None
+
+    @property
+    def state_dir(self) -> Path:
+        """The project's ``.shipyard`` folder."""
+        return self.root / STATE_DIR
+
+    @property
+    def config_file(self) -> Path:
+        """The project's ``shipyard.toml``."""
+        return self.root / CONFIG_FILE
+
+    @classmethod
+    def load(
+        cls,
+        start: Path | str | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        **overrides: str | None,
+    ) -> Settings:
+        """Read settings for the project at or above ``start``.
+
+        Args:
+            start: folder to search from; defaults to ``SHIPYARD_PROJECT`` or the working
+                directory.
+            env: environment to read ``SHIPYARD_*`` from; defaults to ``os.environ``.
+            **overrides: field values that win over everything else (CLI options).
+
+        Returns:
+            The validated settings.
+
+        Raises:
+            SettingsError: if shipyard.toml is malformed or holds an unknown or bad value.
+        """
+        env = os.environ if env is None else env
+        if start is None:
+            start = env.get("SHIPYARD_PROJECT") or Path.cwd()
+        root = find_root(Path(start))
+        values: dict[str, object] = {}
+        config = root / CONFIG_FILE
+        if config.is_file():
+            values.update(_read_config(config))
+        for spec in SETTINGS:
+            if env.get(spec.env):
+                values[spec.field] = env[spec.env]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        values.setdefault("metadata_uri", f"sqlite:///{STATE_DIR}/shipyard.db")
+        values.setdefault("artifact_uri", f"{STATE_DIR}/artifacts")
+        values["metadata_uri"] = _absolute_sqlite(str(values["metadata_uri"]), root)
+        values["artifact_uri"] = _absolute_location(str(values["artifact_uri"]), root)
+        try:
+            return cls(root=root, **values)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            raise SettingsError(field, error["msg"]) from None
+
+
+def find_root(start: Path) -> Path:
+    """Return the nearest folder at or above ``start`` holding shipyard.toml, else ``start``."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    return start
+
+
+def _read_config(path: Path) -> dict[str, object]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(str(path), f"not valid TOML: {exc}") from None
+    values: dict[str, object] = {}
+    for section, table in data.items():
+        if not isinstance(table, dict):
+            raise SettingsError(f"{path.name}: {section}", "expected a [section] table")
+        for key, value in table.items():
+            spec = _BY_SECTION.get((section, key))
+            if spec is None:
+                known = ", ".join(f"{s.section}.{s.key}" for s in SETTINGS)
+                raise SettingsError(f"{section}.{key}", f"unknown setting; known: {known}")
+            values[spec.field] = value
+    return values
+
+
+def _absolute_sqlite(uri: str, root: Path) -> str:
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and uri != "sqlite:///:memory:":
+        path = uri[len(prefix) :]
+        if not path.startswith("/"):
+            return prefix + str(root / path)
+    return uri
+
+
+def _absolute_location(uri: str, root: Path) -> str:
+    if "://" in uri:
+        if uri.startswith("file://"):
+            return str(Path(uri[len("file://") :]).resolve())
+        return uri
+    path = Path(uri).expanduser()
+    return str(path if path.is_absolute() else root / path)

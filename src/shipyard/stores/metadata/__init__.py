@@ -1,0 +1,5 @@
+"""The metadata store: one SQLAlchemy store for SQLite and PostgreSQL."""
+
+from shipyard.stores.metadata.sql import MigrationStatus, SqlMetadataStore
+
+__all__ = ["MigrationStatus", "SqlMetadataStore"]

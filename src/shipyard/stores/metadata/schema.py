@@ -1,0 +1,126 @@
+"""Table definitions of the metadata store (SQLAlchemy Core), at the newest migration.
+
+Columns that hold blob digests carry ``info={"digest": True}``; ``fsck`` and ``gc`` find
+every referenced blob through them, so a new table that references blobs only has to mark
+its column.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from typing_extensions import override
+
+from shipyard.domain.ids import as_utc
+
+__all__ = [
+    "DIGEST",
+    "ID",
+    "NAME",
+    "UtcDateTime",
+    "audit_log",
+    "digest_columns",
+    "lineage_edges",
+    "metadata",
+]
+
+ID = 32  # UUIDv7 as hex
+NAME = 128
+DIGEST = 71  # "blake3:" + 64 hex digits
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that goes in and comes out as an aware UTC datetime on every database."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    @override
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        value = as_utc(value)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    @override
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+schema_history = Table(
+    "schema_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("revision", String(64), nullable=False),
+    Column("applied_at", UtcDateTime(), nullable=False),
+    Column("applied_by", String(NAME), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+)
+
+lineage_edges = Table(
+    "lineage_edges",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("from_kind", String(32), nullable=False),
+    Column("from_id", String(255), nullable=False),
+    Column("to_kind", String(32), nullable=False),
+    Column("to_id", String(255), nullable=False),
+    Column("relation", String(32), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(NAME), nullable=False),
+    UniqueConstraint("from_kind", "from_id", "to_kind", "to_id", "relation"),
+    Index(None, "to_kind", "to_id"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    ),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("actor", String(NAME), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("entity_kind", String(32), nullable=False),
+    Column("entity_id", String(255), nullable=False),
+    Column("before", Text, nullable=True),
+    Column("after", Text, nullable=True),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False, unique=True),
+    Index(None, "entity_kind", "entity_id"),
+)
+
+
+def digest_columns() -> list[Column[str]]:
+    """Every column, in every table, that holds a blob digest."""
+    return [
+        column
+        for table in metadata.sorted_tables
+        for column in table.columns
+        if column.info.get("digest")
+    ]

@@ -1,0 +1,63 @@
+"""Fixtures shared by the whole suite: metadata stores on SQLite and PostgreSQL, projects."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from shipyard.app import Shipyard, build
+from shipyard.domain.ids import new_id
+from shipyard.settings import Settings
+
+PG_SERVER = os.environ.get("SHIPYARD_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def pg_engine() -> Iterator[object]:
+    """The real PostgreSQL test server; a test that needs it fails when it is down."""
+    engine = create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+    except Exception as exc:  # pragma: no cover - only when the server is down
+        pytest.fail(f"PostgreSQL at {PG_SERVER} is not reachable: {exc}", pytrace=False)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_uri(pg_engine: object) -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped after the test."""
+    schema = f"t_{new_id()}"
+    with pg_engine.connect() as conn:  # type: ignore[attr-defined]
+        conn.execute(text(f'create schema "{schema}"'))
+    yield f"{PG_SERVER}?options=-csearch_path%3D{schema}"
+    with pg_engine.connect() as conn:  # type: ignore[attr-defined]
+        conn.execute(text(f'drop schema "{schema}" cascade'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def metadata_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A metadata-store URL for each back end of the contract."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'meta' / 'shipyard.db'}"
+    return str(request.getfixturevalue("pg_uri"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path, metadata_uri: str) -> Settings:
+    """Settings of a fresh project in tmp_path, on each metadata back end."""
+    root = tmp_path / "project"
+    root.mkdir()
+    return Settings.load(root, env={}, metadata_uri=metadata_uri, user="alice")
+
+
+@pytest.fixture
+def project(settings: Settings) -> Iterator[Shipyard]:
+    """A fresh, migrated project on each metadata back end."""
+    with build(settings) as opened:
+        yield opened

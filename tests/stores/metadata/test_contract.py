@@ -1,0 +1,168 @@
+"""The metadata store contract, run against SQLite and the real PostgreSQL server."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Column, MetaData, String, Table, func, select
+
+from shipyard.errors import SettingsError, StoreUnavailableError
+from shipyard.stores.metadata import SqlMetadataStore
+from shipyard.stores.metadata import schema as schema_module
+from shipyard.stores.metadata.schema import audit_log, lineage_edges, schema_history
+
+
+def _open_store(uri: str, barrier: object, out: object) -> None:
+    barrier.wait()  # type: ignore[attr-defined]
+    store = SqlMetadataStore(uri)
+    out.put(store.status().current)  # type: ignore[attr-defined]
+    store.close()
+
+
+def test_open_migrates_an_empty_store_to_the_newest_revision(metadata_uri: str) -> None:
+    store = SqlMetadataStore(metadata_uri)
+    status = store.status()
+    assert status.up_to_date
+    assert status.current == status.head
+    with store.read() as conn:
+        rows = conn.execute(select(schema_history.c.revision)).scalars().all()
+    assert rows == ["0001"]
+    store.close()
+
+
+def test_status_without_migrating_lists_every_pending_revision(metadata_uri: str) -> None:
+    store = SqlMetadataStore(metadata_uri, migrate=False)
+    status = store.status()
+    assert status.current is None
+    assert status.pending == (status.head,)
+    assert store.migrate() == [status.head]
+    assert store.migrate() == []
+    store.close()
+
+
+def test_eight_processes_opening_an_empty_store_migrate_it_exactly_once(
+    metadata_uri: str,
+) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    barrier, out = ctx.Barrier(8), ctx.Queue()
+    procs = [ctx.Process(target=_open_store, args=(metadata_uri, barrier, out)) for _ in range(8)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+        assert proc.exitcode == 0
+    revisions = [out.get(timeout=5) for _ in procs]
+    store = SqlMetadataStore(metadata_uri, migrate=False)
+    with store.read() as conn:
+        history = conn.execute(select(schema_history.c.revision)).scalars().all()
+    store.close()
+    assert revisions == [revisions[0]] * 8
+    assert history == ["0001"], "each revision is applied and recorded exactly once"
+
+
+def test_a_failed_write_transaction_leaves_nothing(metadata_uri: str) -> None:
+    store = SqlMetadataStore(metadata_uri)
+    row = {
+        "id": "a" * 32,
+        "from_kind": "run",
+        "from_id": "1",
+        "to_kind": "run",
+        "to_id": "2",
+        "relation": "produced",
+        "created_at": datetime.now(UTC),
+        "created_by": "alice",
+    }
+    with pytest.raises(RuntimeError), store.write() as conn:
+        conn.execute(lineage_edges.insert().values(**row))
+        raise RuntimeError("boom")
+    with store.read() as conn:
+        assert conn.execute(select(func.count()).select_from(lineage_edges)).scalar() == 0
+    with store.write() as conn:
+        conn.execute(lineage_edges.insert().values(**row))
+    with store.read() as conn:
+        assert conn.execute(select(func.count()).select_from(lineage_edges)).scalar() == 1
+    store.close()
+
+
+def test_concurrent_writers_queue_instead_of_failing(metadata_uri: str) -> None:
+    store = SqlMetadataStore(metadata_uri)
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(25):
+                with store.write() as conn:
+                    store.lock(conn, "audit_log")  # read-then-insert needs the lock
+                    last = conn.execute(select(func.max(audit_log.c.seq))).scalar() or 0
+                    conn.execute(
+                        audit_log.insert().values(
+                            seq=last + 1,
+                            at=datetime.now(UTC),
+                            actor=f"w{n}",
+                            action="test",
+                            entity_kind="run",
+                            entity_id=str(i),
+                            prev_hash="0" * 64,
+                            hash=f"{n:032x}{i:032x}",
+                        )
+                    )
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    with store.read() as conn:
+        seqs = conn.execute(select(audit_log.c.seq).order_by(audit_log.c.seq)).scalars().all()
+    assert seqs == list(range(1, 101))
+    store.close()
+
+
+def test_referenced_digests_unions_every_marked_column(
+    metadata_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    extra = MetaData()
+    table = Table(
+        "digest_holder",
+        extra,
+        Column("a", String(71), info={"digest": True}),
+        Column("b", String(71), info={"digest": True}),
+        Column("c", String(71)),
+    )
+    store = SqlMetadataStore(metadata_uri)
+    extra.create_all(store.engine)
+    monkeypatch.setattr(schema_module, "metadata", extra)
+    with store.write() as conn:
+        conn.execute(table.insert().values(a="blake3:" + "1" * 64, b=None, c="blake3:" + "9" * 64))
+        conn.execute(table.insert().values(a="blake3:" + "1" * 64, b="blake3:" + "2" * 64))
+    assert store.referenced_digests() == {"blake3:" + "1" * 64, "blake3:" + "2" * 64}
+    store.close()
+
+
+def test_server_version_names_the_backend(metadata_uri: str) -> None:
+    store = SqlMetadataStore(metadata_uri)
+    version = store.server_version()
+    assert version.startswith("SQLite" if store.dialect == "sqlite" else "PostgreSQL")
+    assert store.integrity_problems() == []
+    store.close()
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["not a url", "mysql+pymysql://root@127.0.0.1/test", "oracle://x"],
+)
+def test_unsupported_or_malformed_urls_are_refused_with_the_setting_named(uri: str) -> None:
+    with pytest.raises(SettingsError, match="metadata_uri"):
+        SqlMetadataStore(uri)
+
+
+def test_an_unreachable_database_is_reported_as_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(StoreUnavailableError, match="unavailable"):
+        SqlMetadataStore("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2")
