@@ -43,7 +43,10 @@ __all__ = [
     "ShipyardError",
     "__version__",
     "connect",
+    "datasets",
 ]
+
+_default: Shipyard | None = None
 
 
 def connect(project: Path | str | None = None, **overrides: Any) -> Shipyard:
@@ -63,8 +66,22 @@ def connect(project: Path | str | None = None, **overrides: Any) -> Shipyard:
     return build(Settings.load(project, **overrides))
 
 
+def _default_project() -> Shipyard:
+    """The project of the working directory, opened on first use and kept for the process."""
+    global _default
+    if _default is None:
+        import atexit
+
+        _default = connect()
+        atexit.register(_default.close)
+    return _default
+
+
 def __getattr__(name: str) -> Any:
-    # Heavy modules load on first use so that `import shipyard` stays fast.
+    # Heavy modules load on first use so that `import shipyard` stays fast; `sy.datasets`
+    # and friends are the services of the working directory's project.
+    if name == "datasets":
+        return _default_project().datasets
     if name == "Settings":
         from shipyard.settings import Settings
 

@@ -8,12 +8,15 @@ from dataclasses import dataclass, field
 
 from shipyard.services.audit import AuditService
 from shipyard.services.blobs import BlobService
+from shipyard.services.datasets import DatasetService
 from shipyard.services.lineage import LineageService
 from shipyard.services.maintenance import MaintenanceService
+from shipyard.services.objects import ObjectService
 from shipyard.settings import Settings
 from shipyard.stores.artifacts import open_blob_store
 from shipyard.stores.artifacts.content import ContentStore
 from shipyard.stores.metadata import SqlMetadataStore
+from shipyard.stores.statcache import StatCache
 
 __all__ = ["Shipyard", "build", "current_user"]
 
@@ -31,12 +34,27 @@ class Shipyard:
     content: ContentStore
     audit: AuditService = field(init=False)
     blobs: BlobService = field(init=False)
+    datasets: DatasetService = field(init=False)
     lineage: LineageService = field(init=False)
     maintenance: MaintenanceService = field(init=False)
+    objects: ObjectService = field(init=False)
+    stat_cache: StatCache = field(init=False)
 
     def __post_init__(self) -> None:
+        state = self.settings.state_dir
+        self.stat_cache = StatCache(state / "cache" / "stat.db")
         self.audit = AuditService(self.metadata)
         self.blobs = BlobService(self.content)
+        self.objects = ObjectService(self.metadata, self.content, self.stat_cache)
+        self.datasets = DatasetService(
+            self.metadata,
+            self.content,
+            self.objects,
+            self.audit,
+            user=self.user,
+            scratch=state / "tmp",
+            cache=state / "cache" / "datasets",
+        )
         self.lineage = LineageService(self.metadata)
         self.maintenance = MaintenanceService(
             self.metadata,
@@ -51,6 +69,7 @@ class Shipyard:
         """Release database connections and blob-store clients."""
         self.metadata.close()
         self.content.blobs.close()
+        self.stat_cache.close()
 
     def __enter__(self) -> Shipyard:
         return self

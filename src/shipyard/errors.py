@@ -6,6 +6,7 @@ category, the CLI maps categories to exit codes and the server maps them to HTTP
     ShipyardError
     ├── NotFoundError
     │   ├── BlobNotFoundError(digest)
+    │   ├── DatasetNotFoundError(reference)
     │   └── ProjectNotFoundError(path)
     ├── AlreadyExistsError
     ├── InvalidArgumentError
@@ -13,7 +14,9 @@ category, the CLI maps categories to exit codes and the server maps them to HTTP
     │   ├── InvalidReferenceError(reference, reason)
     │   ├── InvalidDigestError(digest)
     │   ├── UnsafePathError(path, reason)
-    │   └── SettingsError(setting, reason)
+    │   ├── SettingsError(setting, reason)
+    │   ├── SourceError(source, reason)
+    │   └── DataValidationError(reference, failures)
     ├── ConflictError
     ├── PermissionDeniedError
     ├── NotSupportedError(backend, operation)
@@ -33,6 +36,8 @@ __all__ = [
     "BlobNotFoundError",
     "ConflictError",
     "CorruptBlobError",
+    "DataValidationError",
+    "DatasetNotFoundError",
     "InvalidArgumentError",
     "InvalidDigestError",
     "InvalidNameError",
@@ -44,6 +49,7 @@ __all__ = [
     "ProjectNotFoundError",
     "SettingsError",
     "ShipyardError",
+    "SourceError",
     "StoreUnavailableError",
     "UnsafePathError",
 ]
@@ -100,6 +106,15 @@ class ProjectNotFoundError(NotFoundError):
         self.path = path
 
 
+class DatasetNotFoundError(NotFoundError):
+    """No dataset, version or label answers to a reference."""
+
+    def __init__(self, reference: str, detail: str = "") -> None:
+        hint = detail or "run `shipyard data list` or `shipyard data versions NAME` to see them"
+        super().__init__(f"dataset {reference} does not exist: {hint}")
+        self.reference = reference
+
+
 class InvalidNameError(InvalidArgumentError):
     """A name breaks the naming rule (letters, digits, '-', '_', '.'; no '..')."""
 
@@ -145,6 +160,25 @@ class SettingsError(InvalidArgumentError):
         super().__init__(f"setting {setting}: {reason}")
         self.setting = setting
         self.reason = reason
+
+
+class SourceError(InvalidArgumentError):
+    """A data source cannot be read: missing, unreachable, malformed or empty."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"cannot read {source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+class DataValidationError(InvalidArgumentError):
+    """A dataset version failed checks that were used as a gate."""
+
+    def __init__(self, reference: str, failures: list[str]) -> None:
+        listed = "; ".join(failures[:5]) + (" …" if len(failures) > 5 else "")
+        super().__init__(f"{reference} failed {len(failures)} check(s): {listed}")
+        self.reference = reference
+        self.failures = failures
 
 
 class NotSupportedError(ShipyardError):

@@ -6,8 +6,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import ColumnElement, Connection, RowMapping, and_, or_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from shipyard.domain.ids import new_id, utcnow
 from shipyard.domain.lineage import KINDS, RELATIONS, Edge, Node
@@ -72,8 +70,7 @@ class LineageService:
             "created_at": utcnow(),
             "created_by": actor,
         }
-        insert = pg_insert if self._metadata.dialect == "postgresql" else sqlite_insert
-        conn.execute(insert(lineage_edges).values(**values).on_conflict_do_nothing())
+        self._metadata.insert_ignore(conn, lineage_edges, [values])
 
     def graph(self, root: Node, *, depth: int = 20) -> LineageGraph:
         """Everything upstream and downstream of ``root``, breadth first, ``depth`` hops."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import multiprocessing
+import subprocess
+import sys
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,13 +18,6 @@ from shipyard.stores.metadata import schema as schema_module
 from shipyard.stores.metadata.schema import audit_log, lineage_edges, schema_history
 
 
-def _open_store(uri: str, barrier: object, out: object) -> None:
-    barrier.wait()  # type: ignore[attr-defined]
-    store = SqlMetadataStore(uri)
-    out.put(store.status().current)  # type: ignore[attr-defined]
-    store.close()
-
-
 def test_open_migrates_an_empty_store_to_the_newest_revision(metadata_uri: str) -> None:
     store = SqlMetadataStore(metadata_uri)
     status = store.status()
@@ -30,7 +25,7 @@ def test_open_migrates_an_empty_store_to_the_newest_revision(metadata_uri: str) 
     assert status.current == status.head
     with store.read() as conn:
         rows = conn.execute(select(schema_history.c.revision)).scalars().all()
-    assert rows == ["0001"]
+    assert rows == ["0001", "0002"]
     store.close()
 
 
@@ -38,30 +33,49 @@ def test_status_without_migrating_lists_every_pending_revision(metadata_uri: str
     store = SqlMetadataStore(metadata_uri, migrate=False)
     status = store.status()
     assert status.current is None
-    assert status.pending == (status.head,)
-    assert store.migrate() == [status.head]
+    assert status.pending == ("0001", "0002")
+    assert store.migrate() == ["0001", "0002"]
     assert store.migrate() == []
     store.close()
 
 
+_OPEN = """
+import pathlib, sys, time
+from shipyard.stores.metadata import SqlMetadataStore
+start = pathlib.Path(sys.argv[2])
+while not start.exists():
+    time.sleep(0.005)
+store = SqlMetadataStore(sys.argv[1])
+print(store.status().current)
+store.close()
+"""
+
+
 def test_eight_processes_opening_an_empty_store_migrate_it_exactly_once(
-    metadata_uri: str,
+    metadata_uri: str, tmp_path: Path
 ) -> None:
-    ctx = multiprocessing.get_context("spawn")
-    barrier, out = ctx.Barrier(8), ctx.Queue()
-    procs = [ctx.Process(target=_open_store, args=(metadata_uri, barrier, out)) for _ in range(8)]
+    start = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPEN, metadata_uri, str(start)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    time.sleep(1.0)  # let every process import and wait at the start line
+    start.touch()
+    revisions = []
     for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(60)
-        assert proc.exitcode == 0
-    revisions = [out.get(timeout=5) for _ in procs]
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0
+        revisions.append(out.strip())
     store = SqlMetadataStore(metadata_uri, migrate=False)
     with store.read() as conn:
         history = conn.execute(select(schema_history.c.revision)).scalars().all()
     store.close()
-    assert revisions == [revisions[0]] * 8
-    assert history == ["0001"], "each revision is applied and recorded exactly once"
+    assert revisions == ["0002"] * 8
+    assert history == ["0001", "0002"], "each revision is applied and recorded exactly once"
 
 
 def test_a_failed_write_transaction_leaves_nothing(metadata_uri: str) -> None:

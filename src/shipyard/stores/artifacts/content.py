@@ -201,6 +201,19 @@ class ContentStore:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def read_range(self, digest: str, offset: int, size: int) -> bytes:
+        """Bytes ``offset`` to ``offset + size`` of a blob, unverified: the caller checks them.
+
+        Raises:
+            BlobNotFoundError: if no blob has this digest.
+        """
+        try:
+            with self.blobs.open(self.key_of(digest)) as raw:
+                raw.seek(offset)
+                return raw.read(size)
+        except NotFoundError:
+            raise BlobNotFoundError(digest) from None
+
     def verify(self, digest: str) -> str | None:
         """Re-hash a stored blob; None if it is intact, else the digest it hashes to.
 

@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
+from typing_extensions import override
+
 from shipyard.domain.ids import new_id
 from shipyard.errors import (
     MissingDependencyError,
@@ -36,11 +38,13 @@ class _FsspecStaged(StagedBlob):
         self._store = store
         self._spool: Any = tempfile.SpooledTemporaryFile(max_size=_SPOOL_LIMIT)  # noqa: SIM115
 
+    @override
     def write(self, data: bytes) -> None:
         if self._spool is None:
             raise ValueError("this staged blob was committed or aborted already")
         self._spool.write(data)
 
+    @override
     def commit(self, key: str) -> bool:
         if self._spool is None:
             raise ValueError("this staged blob was committed or aborted already")
@@ -60,6 +64,7 @@ class _FsspecStaged(StagedBlob):
         finally:
             spool.close()
 
+    @override
     def abort(self) -> None:
         if self._spool is not None:
             self._spool.close()
@@ -100,9 +105,11 @@ class FsspecBlobStore(BlobStore):
         self.fs.invalidate_cache(path)
         return path
 
+    @override
     def stage(self) -> StagedBlob:
         return _FsspecStaged(self)
 
+    @override
     def put(self, key: str, data: bytes) -> bool:
         path = self._fresh_path(key)
         if self.fs.exists(path):
@@ -112,6 +119,7 @@ class FsspecBlobStore(BlobStore):
             return True
         return super().put(key, data)
 
+    @override
     def open(self, key: str) -> BinaryIO:
         path = self._fresh_path(key)
         # A folder-like prefix of other keys is no blob, though object stores open it.
@@ -120,9 +128,11 @@ class FsspecBlobStore(BlobStore):
                 return cast(BinaryIO, self.fs.open(path, "rb"))
         raise NotFoundError(f"no blob under key {key!r} in {self.uri}")
 
+    @override
     def exists(self, key: str) -> bool:
         return bool(self.fs.isfile(self._fresh_path(key)))
 
+    @override
     def size(self, key: str) -> int:
         try:
             info = self.fs.info(self._fresh_path(key))
@@ -132,6 +142,7 @@ class FsspecBlobStore(BlobStore):
             raise NotFoundError(f"no blob under key {key!r} in {self.uri}")
         return int(info["size"])
 
+    @override
     def modified(self, key: str) -> float:
         try:
             return float(self.fs.modified(self._fresh_path(key)).timestamp())
@@ -142,6 +153,7 @@ class FsspecBlobStore(BlobStore):
                 f"{self.fs.protocol} file system", "modification times"
             ) from None
 
+    @override
     def list(self, prefix: str = "") -> Iterator[str]:
         base = self.path_of(prefix) if prefix else self.root
         try:
@@ -154,6 +166,7 @@ class FsspecBlobStore(BlobStore):
             if ".tmp-" not in key:
                 yield key
 
+    @override
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self.path_of(key))

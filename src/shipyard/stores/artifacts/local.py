@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from typing_extensions import override
+
 from shipyard.errors import NotFoundError, StoreUnavailableError
 from shipyard.stores.artifacts.base import BlobStore, StagedBlob
 from shipyard.stores.artifacts.paths import resolve_inside, safe_key
@@ -27,11 +29,13 @@ class _LocalStaged(StagedBlob):
         self._file: BinaryIO | None = os.fdopen(fd, "wb")
         self._name = name
 
+    @override
     def write(self, data: bytes) -> None:
         if self._file is None:
             raise ValueError("this staged blob was committed or aborted already")
         self._file.write(data)
 
+    @override
     def commit(self, key: str) -> bool:
         if self._file is None:
             raise ValueError("this staged blob was committed or aborted already")
@@ -57,6 +61,7 @@ class _LocalStaged(StagedBlob):
             _fsync_dir(target.parent)
         return True
 
+    @override
     def abort(self) -> None:
         if self._file is not None:
             self._file.close()
@@ -82,9 +87,11 @@ class LocalBlobStore(BlobStore):
         except OSError as exc:
             raise StoreUnavailableError(self.uri, exc.strerror or str(exc)) from None
 
+    @override
     def stage(self) -> StagedBlob:
         return _LocalStaged(self)
 
+    @override
     def open(self, key: str) -> BinaryIO:
         path = resolve_inside(self.root, key)
         try:
@@ -96,9 +103,11 @@ class LocalBlobStore(BlobStore):
             raise NotFoundError(f"no blob under key {key!r} in {self.uri}")
         return os.fdopen(fd, "rb")
 
+    @override
     def exists(self, key: str) -> bool:
         return resolve_inside(self.root, key).is_file()
 
+    @override
     def size(self, key: str) -> int:
         try:
             info = resolve_inside(self.root, key).stat()
@@ -108,6 +117,7 @@ class LocalBlobStore(BlobStore):
             raise NotFoundError(f"no blob under key {key!r} in {self.uri}")
         return info.st_size
 
+    @override
     def list(self, prefix: str = "") -> Iterator[str]:
         base = resolve_inside(self.root, prefix) if prefix else self.root
         head = f"{safe_key(prefix)}/" if prefix else ""
@@ -119,16 +129,19 @@ class LocalBlobStore(BlobStore):
             for name in files:
                 yield head + (f"{rel}/{name}" if rel else name).replace(os.sep, "/")
 
+    @override
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             resolve_inside(self.root, key).unlink()
 
+    @override
     def modified(self, key: str) -> float:
         try:
             return resolve_inside(self.root, key).stat().st_mtime
         except FileNotFoundError:
             raise NotFoundError(f"no blob under key {key!r} in {self.uri}") from None
 
+    @override
     def clean_staged(self, *, older_than: float, dry_run: bool) -> int:
         stale = [p for p in (self.root / TMP_DIR).iterdir() if p.stat().st_mtime < older_than]
         if not dry_run:

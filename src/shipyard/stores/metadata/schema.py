@@ -116,6 +116,75 @@ audit_log = Table(
 )
 
 
+objects = Table(
+    "objects",
+    metadata,
+    Column("digest", String(DIGEST), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("storage", String(8), nullable=False),  # blob | pack | chunks
+    Column("blob", String(DIGEST), nullable=True, info={"digest": True}),
+    Column("offset", BigInteger, nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+object_chunks = Table(
+    "object_chunks",
+    metadata,
+    Column("object", String(DIGEST), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("chunk", String(DIGEST), nullable=False, info={"digest": True}),
+    Column("size", BigInteger, nullable=False),
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("name", String(NAME), primary_key=True),
+    Column("description", Text, nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(NAME), nullable=False),
+)
+
+dataset_versions = Table(
+    "dataset_versions",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("name", String(NAME), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("content_digest", String(DIGEST), nullable=False),
+    Column("manifest", String(DIGEST), nullable=False, info={"digest": True}),
+    Column("kind", String(8), nullable=False),  # table | files
+    Column("format", String(16), nullable=True),
+    Column("file_count", Integer, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("rows", BigInteger, nullable=True),
+    Column("schema", Text, nullable=True),
+    Column("profile", String(DIGEST), nullable=True, info={"digest": True}),
+    Column("description", Text, nullable=True),
+    Column("owner", String(NAME), nullable=True),
+    Column("license", String(NAME), nullable=True),
+    Column("source_uri", Text, nullable=True),
+    Column("fetched_at", UtcDateTime(), nullable=True),
+    Column("tags", Text, nullable=False),
+    Column("key_columns", Text, nullable=True),
+    Column("parent", Integer, nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(NAME), nullable=False),
+    UniqueConstraint("name", "version"),
+    Index(None, "name", "content_digest"),
+)
+
+dataset_labels = Table(
+    "dataset_labels",
+    metadata,
+    Column("name", String(NAME), primary_key=True),
+    Column("label", String(NAME), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("updated_by", String(NAME), nullable=False),
+)
+
+
 def digest_columns() -> list[Column[str]]:
     """Every column, in every table, that holds a blob digest."""
     return [

@@ -14,12 +14,14 @@ import fcntl
 import getpass
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, select, text, union
+from sqlalchemy import Connection, Engine, Table, create_engine, event, select, text, union
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
@@ -32,6 +34,7 @@ __all__ = ["MigrationStatus", "SqlMetadataStore"]
 MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_LOCK_KEY = 0x5348_4950  # "SHIP": the advisory lock that serialises migrations
 _BUSY_TIMEOUT_MS = 30_000
+_INSERT_BATCH = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +130,18 @@ class SqlMetadataStore:
         """
         if self.dialect == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+
+    def insert_ignore(
+        self, conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Insert rows, skipping any whose primary or unique key exists already."""
+        if not rows:
+            return
+        insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        for start in range(0, len(rows), _INSERT_BATCH):
+            conn.execute(
+                insert(table).on_conflict_do_nothing(), list(rows[start : start + _INSERT_BATCH])
+            )
 
     # -- migrations -------------------------------------------------------------------
 

@@ -1,0 +1,634 @@
+"""Datasets: add immutable versions, resolve references, read versions back, label them."""
+
+from __future__ import annotations
+
+import builtins
+import io
+import json
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, func, select
+
+from shipyard.domain.datasets import (
+    DatasetCard,
+    DatasetSummary,
+    DatasetVersion,
+    ManifestEntry,
+    content_digest,
+    format_of,
+)
+from shipyard.domain.ids import new_id, utcnow
+from shipyard.domain.profiles import ColumnSchema, TableProfile
+from shipyard.domain.references import LATEST, Reference, validate_name
+from shipyard.errors import (
+    DatasetNotFoundError,
+    InvalidArgumentError,
+    MissingDependencyError,
+    UnsafePathError,
+)
+from shipyard.services.audit import AuditService
+from shipyard.services.objects import LocalFile, ObjectService, StoredFile
+from shipyard.services.sources import resolve_source
+from shipyard.stores.artifacts.content import ContentStore
+from shipyard.stores.metadata import SqlMetadataStore
+from shipyard.stores.metadata.schema import dataset_labels, dataset_versions, datasets
+
+__all__ = ["AddResult", "DatasetHandle", "DatasetService"]
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    """What ``add`` did: the version, whether it is new, and what had to be stored."""
+
+    version: DatasetVersion
+    created: bool
+    new_bytes: int
+    hashed_files: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return {
+            "version": self.version.to_dict(),
+            "created": self.created,
+            "new_bytes": self.new_bytes,
+            "hashed_files": self.hashed_files,
+        }
+
+
+class DatasetService:
+    """Stores, versions and describes datasets."""
+
+    def __init__(
+        self,
+        metadata: SqlMetadataStore,
+        content: ContentStore,
+        objects: ObjectService,
+        audit: AuditService,
+        *,
+        user: str,
+        scratch: Path,
+        cache: Path,
+    ) -> None:
+        self._metadata = metadata
+        self._content = content
+        self._objects = objects
+        self._audit = audit
+        self._user = user
+        self._scratch = scratch
+        self._cache = cache
+
+    # -- adding ---------------------------------------------------------------------------
+
+    def add(
+        self,
+        name: str,
+        source: Any = None,
+        *,
+        sql: str | None = None,
+        db: str | None = None,
+        description: str | None = None,
+        owner: str | None = None,
+        license: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        key: Sequence[str] | str | None = None,
+        format: str | None = None,
+        progress: Progress | None = None,
+    ) -> AddResult:
+        """Add a version of dataset ``name`` from a source, if its content changed.
+
+        Args:
+            name: the dataset's name (letters, digits, ``-``, ``_``, ``.``).
+            source: a local file or folder, an http(s) or fsspec URL, or a pyarrow /
+                pandas / polars table.
+            sql: a SQL query to run instead of reading ``source``; needs ``db``.
+            db: SQLAlchemy URL of the database the query runs against.
+            description: markdown description for the dataset card.
+            owner: who answers for the data (default: the current user).
+            license: the data's license.
+            tags: free key/value tags for the card.
+            key: the column(s) that identify a row, used by ``diff``.
+            format: force a table format (csv, parquet, jsonl, arrow) instead of guessing it
+                from file suffixes.
+            progress: called with (stage, done, total) as the add goes on.
+
+        Returns:
+            The new version, or the latest one when the content is unchanged.
+
+        Raises:
+            InvalidNameError: for a bad name.
+            SourceError: when the source cannot be read (missing, unreachable, malformed).
+        """
+        validate_name(name, what="dataset name")
+        card_tags = _check_tags(tags)
+        keys = (key,) if isinstance(key, str) else tuple(key or ())
+        if format is not None and format not in {"csv", "parquet", "jsonl", "arrow"}:
+            raise InvalidArgumentError(
+                f"unknown table format {format!r}; use csv, parquet, jsonl or arrow"
+            )
+        with resolve_source(source, sql=sql, db=db, scratch=self._scratch) as resolved:
+            for local in resolved.files:
+                _check_path(local.name)
+            if progress is not None:
+                progress("hash", 0, len(resolved.files))
+            stored, hashed = self._objects.hash(resolved.files)
+            entries = [ManifestEntry(f.name, f.size, f.digest) for f in stored]
+            identity = content_digest(entries)
+            latest = self._latest(name)
+            if latest is not None and latest.content_digest == identity:
+                return AddResult(latest, False, 0, hashed)
+            table_format = format or _table_format(resolved.files)
+            profile = self._describe(resolved.files, table_format, keys, progress)
+            staged = self._objects.stage(
+                resolved.files,
+                stored,
+                progress=None if progress is None else lambda d, t: progress("store", d, t),
+            )
+            manifest = self._content.put_bytes(_manifest_bytes(stored))
+            profile_blob = (
+                self._content.put_bytes(json.dumps(profile.to_dict()).encode())
+                if profile is not None
+                else None
+            )
+            card = DatasetCard(
+                description=description,
+                owner=owner or self._user,
+                license=license,
+                source_uri=resolved.uri,
+                fetched_at=resolved.fetched_at,
+                tags=card_tags,
+            )
+            with self._metadata.write() as conn:
+                self._metadata.lock(conn, f"dataset:{name}")
+                self._objects.commit(conn, staged)
+                version = self._insert_version(
+                    conn,
+                    name=name,
+                    identity=identity,
+                    manifest=manifest.digest,
+                    table_format=table_format,
+                    stored=stored,
+                    profile=profile,
+                    profile_digest=profile_blob.digest if profile_blob else None,
+                    card=card,
+                    keys=keys,
+                )
+            new_bytes = staged.new_bytes + (manifest.size if manifest.new else 0)
+        return AddResult(version, True, new_bytes, hashed)
+
+    def _describe(
+        self,
+        files: Sequence[LocalFile],
+        table_format: str | None,
+        keys: tuple[str, ...],
+        progress: Progress | None,
+    ) -> TableProfile | None:
+        if table_format is None:
+            if keys:
+                raise InvalidArgumentError("--key needs a table (csv, parquet, jsonl or arrow)")
+            return None
+        from shipyard.services.profiling import profile_table
+
+        if progress is not None:
+            progress("profile", 0, 1)
+        profile = profile_table([f.path for f in files], table_format)
+        columns = {c.name for c in profile.schema}
+        missing = [k for k in keys if k not in columns]
+        if missing:
+            raise InvalidArgumentError(
+                f"key column(s) {', '.join(missing)} not in the table; "
+                f"its columns are {', '.join(sorted(columns))}"
+            )
+        return profile
+
+    def _insert_version(
+        self,
+        conn: Connection,
+        *,
+        name: str,
+        identity: str,
+        manifest: str,
+        table_format: str | None,
+        stored: Sequence[StoredFile],
+        profile: TableProfile | None,
+        profile_digest: str | None,
+        card: DatasetCard,
+        keys: tuple[str, ...],
+    ) -> DatasetVersion:
+        now = utcnow()
+        self._metadata.insert_ignore(
+            conn,
+            datasets,
+            [
+                {
+                    "name": name,
+                    "description": card.description,
+                    "created_at": now,
+                    "created_by": self._user,
+                }
+            ],
+        )
+        last = conn.execute(
+            select(func.max(dataset_versions.c.version)).where(dataset_versions.c.name == name)
+        ).scalar()
+        row = {
+            "id": new_id(),
+            "name": name,
+            "version": (last or 0) + 1,
+            "content_digest": identity,
+            "manifest": manifest,
+            "kind": "table" if table_format else "files",
+            "format": table_format,
+            "file_count": len(stored),
+            "bytes": sum(f.size for f in stored),
+            "rows": profile.rows if profile else None,
+            "schema": json.dumps([c.to_dict() for c in profile.schema]) if profile else None,
+            "profile": profile_digest,
+            "description": card.description,
+            "owner": card.owner,
+            "license": card.license,
+            "source_uri": card.source_uri,
+            "fetched_at": card.fetched_at,
+            "tags": json.dumps(dict(card.tags), sort_keys=True),
+            "key_columns": json.dumps(list(keys)) if keys else None,
+            "parent": last,
+            "created_at": now,
+            "created_by": self._user,
+        }
+        conn.execute(dataset_versions.insert().values(**row))
+        version = _version(row)
+        self._audit.record(
+            conn,
+            actor=self._user,
+            action="dataset.add",
+            entity_kind="dataset_version",
+            entity_id=version.ref,
+            after={"content_digest": identity, "files": len(stored), "rows": row["rows"]},
+        )
+        return version
+
+    # -- reading --------------------------------------------------------------------------
+
+    def get(self, reference: str) -> DatasetHandle:
+        """A version ready to read: ``.to_arrow()``, ``.to_pandas()``, ``.path()``, ….
+
+        Raises:
+            InvalidReferenceError: for a malformed reference.
+            DatasetNotFoundError: if nothing answers to it.
+        """
+        return DatasetHandle(self, self.resolve(reference))
+
+    def resolve(self, reference: str) -> DatasetVersion:
+        """Resolve ``name``, ``name@N``, ``name@latest`` or ``name@label`` to a version.
+
+        Raises:
+            InvalidReferenceError: for a malformed reference.
+            DatasetNotFoundError: if nothing answers to it.
+        """
+        ref = Reference.parse(reference)
+        query = select(dataset_versions).where(dataset_versions.c.name == ref.name)
+        with self._metadata.read() as conn:
+            if ref.version is not None:
+                number: int | None = ref.version
+            elif ref.label == LATEST:
+                number = conn.execute(
+                    select(func.max(dataset_versions.c.version)).where(
+                        dataset_versions.c.name == ref.name
+                    )
+                ).scalar()
+            else:
+                number = conn.execute(
+                    select(dataset_labels.c.version).where(
+                        dataset_labels.c.name == ref.name, dataset_labels.c.label == ref.label
+                    )
+                ).scalar()
+            row = None
+            if number is not None:
+                row = conn.execute(query.where(dataset_versions.c.version == number)).first()
+        if row is None:
+            raise DatasetNotFoundError(str(ref), self._hint(ref.name))
+        return _version(row._mapping)
+
+    def _hint(self, name: str) -> str:
+        with self._metadata.read() as conn:
+            latest = conn.execute(
+                select(func.max(dataset_versions.c.version)).where(dataset_versions.c.name == name)
+            ).scalar()
+        if latest is None:
+            return "no dataset has that name; `shipyard data list` shows them"
+        return f"{name} has versions 1 to {latest}; `shipyard data versions {name}` lists them"
+
+    def _latest(self, name: str) -> DatasetVersion | None:
+        try:
+            return self.resolve(f"{name}@latest")
+        except DatasetNotFoundError:
+            return None
+
+    def versions(self, name: str) -> builtins.list[DatasetVersion]:
+        """Every version of a dataset, oldest first.
+
+        Raises:
+            DatasetNotFoundError: if no dataset has this name.
+        """
+        validate_name(name, what="dataset name")
+        query = (
+            select(dataset_versions)
+            .where(dataset_versions.c.name == name)
+            .order_by(dataset_versions.c.version)
+        )
+        with self._metadata.read() as conn:
+            rows = conn.execute(query).all()
+        if not rows:
+            raise DatasetNotFoundError(name, "no dataset has that name")
+        return [_version(r._mapping) for r in rows]
+
+    def list(self, *, after: str | None = None, limit: int = 1000) -> builtins.list[DatasetSummary]:
+        """Datasets by name, ``limit`` at a time after the name ``after`` (cursor paging)."""
+        v = dataset_versions.c
+        query = (
+            select(
+                datasets.c.name,
+                datasets.c.description,
+                func.max(v.version).label("latest"),
+                func.count(v.version).label("versions"),
+                func.max(v.created_at).label("updated_at"),
+            )
+            .join(dataset_versions, v.name == datasets.c.name)
+            .group_by(datasets.c.name, datasets.c.description)
+            .order_by(datasets.c.name)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(datasets.c.name > after)
+        with self._metadata.read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            DatasetSummary(r.name, r.description, r.latest, r.versions, r.updated_at) for r in rows
+        ]
+
+    def manifest(self, version: DatasetVersion) -> builtins.list[ManifestEntry]:
+        """The files of a version."""
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(io.BytesIO(self._content.read_bytes(version.manifest_digest)))
+        return [ManifestEntry(**row) for row in table.to_pylist()]
+
+    def profile(self, version: DatasetVersion) -> TableProfile | None:
+        """The stored profile of a table version (None for a version of opaque files)."""
+        if version.profile_digest is None:
+            return None
+        data = json.loads(self._content.read_bytes(version.profile_digest))
+        return TableProfile.from_dict(data)
+
+    def path(self, version: DatasetVersion) -> Path:
+        """A local folder holding the version's files, verified; cached across calls."""
+        target = self._cache / version.name / str(version.version) / version.content_digest[7:19]
+        if (target / ".complete").exists():
+            return target / "files"
+        staging = Path(tempfile.mkdtemp(prefix="materialise-", dir=self._scratch))
+        try:
+            self.export(version, staging / "files")
+            (staging / ".complete").touch()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                staging.rename(target)
+            except OSError:  # another process finished first: its copy is as good
+                if not (target / ".complete").exists():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return target / "files"
+
+    def export(self, version: DatasetVersion, dest: Path) -> builtins.list[Path]:
+        """Write a version's files under ``dest``, each verified against its digest."""
+        dest = Path(dest)
+        written: builtins.list[Path] = []
+        for entry in self.manifest(version):
+            target = dest.joinpath(*_check_path(entry.path).split("/"))
+            self._objects.export(entry.digest, target)
+            written.append(target)
+        return written
+
+    def read_table(self, version: DatasetVersion) -> Any:
+        """A table version's rows as a ``pyarrow.Table``, read the way it was profiled.
+
+        Raises:
+            InvalidArgumentError: if the version is not a table.
+        """
+        if version.format is None:
+            raise InvalidArgumentError(
+                f"{version.ref} holds files, not a table: use .path() or `shipyard data get`"
+            )
+        from shipyard.services.tables import read_table
+
+        folder = self.path(version)
+        files = [folder.joinpath(*e.path.split("/")) for e in self.manifest(version)]
+        return read_table(files, version.format)
+
+    def write_report(self, version: DatasetVersion, dest: Path) -> Path:
+        """Write the version's card and profile as one self-contained HTML page."""
+        from shipyard.services.reports import render_profile_html
+
+        profile = self.profile(version)
+        if profile is None:
+            raise InvalidArgumentError(f"{version.ref} holds files, not a table: no profile")
+        card = version.card
+        meta = {
+            "rows": f"{version.rows:,}" if version.rows is not None else "",
+            "files": str(version.file_count),
+            "bytes": f"{version.bytes:,}",
+            "owner": card.owner or "",
+            "license": card.license or "",
+            "source": card.source_uri or "",
+            "fetched": card.fetched_at.isoformat() if card.fetched_at else "",
+            "created": f"{version.created_at.isoformat()} by {version.created_by}",
+            "content": version.content_digest,
+            **{f"tag {k}": v for k, v in card.tags.items()},
+        }
+        page = render_profile_html(
+            profile, title=version.ref, description_md=card.description or "", meta=meta
+        )
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(page, encoding="utf-8")
+        return dest
+
+    # -- labels ---------------------------------------------------------------------------
+
+    def label(self, reference: str, label: str) -> DatasetVersion:
+        """Point ``name@label`` at a version (moving it if it pointed elsewhere).
+
+        Raises:
+            InvalidArgumentError: for ``latest`` or a number as label.
+        """
+        validate_name(label, what="label")
+        if label == LATEST or label.isdigit():
+            raise InvalidArgumentError(f"{label!r} cannot be a label: it reads as a version")
+        version = self.resolve(reference)
+        with self._metadata.write() as conn:
+            self._metadata.lock(conn, f"dataset:{version.name}")
+            before = conn.execute(
+                select(dataset_labels.c.version).where(
+                    dataset_labels.c.name == version.name, dataset_labels.c.label == label
+                )
+            ).scalar()
+            values = {"version": version.version, "updated_at": utcnow(), "updated_by": self._user}
+            if before is None:
+                conn.execute(
+                    dataset_labels.insert().values(name=version.name, label=label, **values)
+                )
+            else:
+                conn.execute(
+                    dataset_labels.update()
+                    .where(dataset_labels.c.name == version.name, dataset_labels.c.label == label)
+                    .values(**values)
+                )
+            self._audit.record(
+                conn,
+                actor=self._user,
+                action="dataset.label",
+                entity_kind="dataset_version",
+                entity_id=f"{version.name}@{label}",
+                before=None if before is None else {"version": before},
+                after={"version": version.version},
+            )
+        return version
+
+
+class DatasetHandle:
+    """One dataset version, ready to read.
+
+    Example:
+        >>> frame = sy.datasets.get("customers@3").to_pandas()  # doctest: +SKIP
+    """
+
+    def __init__(self, service: DatasetService, version: DatasetVersion) -> None:
+        self._service = service
+        self.version = version
+
+    @property
+    def ref(self) -> str:
+        """The reference ``name@version``."""
+        return self.version.ref
+
+    def __repr__(self) -> str:
+        return f"<dataset {self.ref} {self.version.kind}, {self.version.file_count} file(s)>"
+
+    def files(self) -> list[ManifestEntry]:
+        """The version's files: path, size and digest."""
+        return self._service.manifest(self.version)
+
+    def profile(self) -> TableProfile | None:
+        """The stored profile (None for a version of opaque files)."""
+        return self._service.profile(self.version)
+
+    def path(self) -> Path:
+        """A local folder with the version's files, verified and cached."""
+        return self._service.path(self.version)
+
+    def to_arrow(self) -> Any:
+        """The table as a ``pyarrow.Table``.
+
+        Raises:
+            InvalidArgumentError: if the version holds files that are not a table.
+        """
+        return self._service.read_table(self.version)
+
+    def to_pandas(self) -> Any:
+        """The table as a pandas DataFrame (needs pandas)."""
+        try:
+            import pandas  # noqa: F401
+        except ModuleNotFoundError:
+            raise MissingDependencyError("pandas", "ml") from None
+        return self.to_arrow().to_pandas()
+
+    def to_polars(self) -> Any:
+        """The table as a polars DataFrame (needs polars)."""
+        try:
+            import polars
+        except ModuleNotFoundError:
+            raise MissingDependencyError("polars", "polars") from None
+        return polars.from_arrow(self.to_arrow())
+
+
+def _check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
+    if tags is None:
+        return {}
+    if not isinstance(tags, Mapping):
+        raise InvalidArgumentError("tags must be a mapping of names to strings")
+    for key, value in tags.items():
+        if not isinstance(key, str) or not isinstance(value, str) or not key:
+            raise InvalidArgumentError(f"tag {key!r}={value!r}: names and values are strings")
+    return dict(tags)
+
+
+def _check_path(name: str) -> str:
+    """A file's path inside a dataset: relative, no '..', no NUL, no backslash."""
+    if not name or name.startswith("/") or "\\" in name or "\0" in name:
+        raise UnsafePathError(name, "a file inside a dataset has a plain relative path")
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        raise UnsafePathError(name, "'.', '..' and empty segments are not allowed")
+    return name
+
+
+def _table_format(files: Sequence[LocalFile]) -> str | None:
+    formats = {format_of(f.name) for f in files}
+    if len(formats) == 1:
+        return formats.pop()
+    return None
+
+
+def _manifest_bytes(stored: Sequence[StoredFile]) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            "path": [f.name for f in stored],
+            "size": pa.array([f.size for f in stored], pa.int64()),
+            "digest": [f.digest for f in stored],
+        }
+    )
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+def _version(row: Mapping[str, Any] | RowMapping) -> DatasetVersion:
+    schema = (
+        tuple(ColumnSchema.from_dict(c) for c in json.loads(row["schema"]))
+        if row["schema"]
+        else None
+    )
+    return DatasetVersion(
+        id=row["id"],
+        name=row["name"],
+        version=row["version"],
+        kind=row["kind"],
+        format=row["format"],
+        file_count=row["file_count"],
+        bytes=row["bytes"],
+        rows=row["rows"],
+        schema=schema,
+        manifest_digest=row["manifest"],
+        content_digest=row["content_digest"],
+        profile_digest=row["profile"],
+        card=DatasetCard(
+            description=row["description"],
+            owner=row["owner"],
+            license=row["license"],
+            source_uri=row["source_uri"],
+            fetched_at=row["fetched_at"],
+            tags=json.loads(row["tags"]),
+        ),
+        key_columns=tuple(json.loads(row["key_columns"])) if row["key_columns"] else (),
+        parent=row["parent"],
+        created_at=row["created_at"],
+        created_by=row["created_by"],
+    )

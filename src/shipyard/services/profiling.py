@@ -1,0 +1,361 @@
+"""Describe a table: its schema and per-column statistics, computed by streaming SQL.
+
+A table is one file or several files of one format (Parquet, CSV, JSON Lines, Arrow IPC); a
+folder stands for the files directly inside it. DuckDB reads them in a dedicated in-memory
+connection with bounded memory that spills to a temporary folder, so a table larger than
+memory can be profiled. Every statistic is an SQL aggregate:
+
+1. counts, nulls, NaN/inf, min, max, mean, standard deviation (and estimated distinct counts
+   when the table may be above ``exact_distinct_limit`` rows);
+2. histograms (they need min and max), quantiles and exact distinct counts;
+3. the 20 most frequent values of every categorical and boolean column.
+
+Columnar files (Parquet, Arrow) get one small query per column where that parallelises
+better; row files (CSV, JSON Lines) are parsed once per pass, however many columns they have.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from shipyard.domain.profiles import (
+    QUANTILES,
+    ColumnProfile,
+    ColumnSchema,
+    Histogram,
+    Kind,
+    Scalar,
+    TableProfile,
+)
+from shipyard.services.tables import FORMATS, open_table, table_files
+
+__all__ = ["FORMATS", "HISTOGRAM_BINS", "TOP_VALUES", "profile_table", "read_schema"]
+
+HISTOGRAM_BINS = 20
+TOP_VALUES = 20
+
+_MAX_VALUE_CHARS = 200  # a longer top value is cut: profiles stay small records
+_COLUMNAR = frozenset({"arrow", "parquet"})  # a scan reads only the columns it names
+_SIGNED = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT")
+_INTEGERS = frozenset(_SIGNED) | {f"U{name}" for name in _SIGNED}
+_FLOATS = frozenset({"FLOAT", "DOUBLE"})
+_TEMPORAL = frozenset({"DATE", "TIME", "TIME_NS", "TIMESTAMP WITH TIME ZONE"}) | {
+    f"TIMESTAMP{unit}" for unit in ("", "_S", "_MS", "_NS")
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Column:
+    """A column as DuckDB sees it, with the SQL that reads it."""
+
+    index: int
+    name: str  # as the file spells it
+    sql_name: str  # as DuckDB does: "a" beside "A" becomes "a_1"
+    sql_type: str
+    kind: Kind
+
+    @property
+    def ident(self) -> str:
+        return '"' + self.sql_name.replace('"', '""') + '"'
+
+    @property
+    def is_float(self) -> bool:
+        return self.sql_type in _FLOATS
+
+    @property
+    def value(self) -> str:
+        """What distinct counts run on: any type hashes, and nulls stay null."""
+        if self.kind == "other":
+            return f"CASE WHEN {self.ident} IS NOT NULL THEN hash({self.ident}) END"
+        return self.ident
+
+    @property
+    def finite(self) -> str:
+        """The filter that keeps NaN and infinities out of min, max, mean and std."""
+        return f" FILTER (WHERE isfinite({self.ident}))" if self.is_float else ""
+
+
+def read_schema(paths: Sequence[Path], fmt: str) -> tuple[ColumnSchema, ...]:
+    """The schema of a table, read without scanning its rows (CSV and JSON Lines: a sample).
+
+    Args:
+        paths: the files of the table; a folder stands for the files directly inside it.
+        fmt: ``parquet``, ``csv``, ``jsonl`` or ``arrow`` (Arrow IPC file, Feather v2).
+
+    Returns:
+        One entry per column, with its Arrow type.
+
+    Raises:
+        NotFoundError: if a path does not exist.
+        InvalidArgumentError: if the format is unknown, a file is empty or unreadable.
+    """
+    files = table_files(paths, fmt)
+    with open_table(files, fmt) as (con, source):
+        return _describe(con, source, files, fmt)[0]
+
+
+def profile_table(
+    paths: Sequence[Path], fmt: str, *, exact_distinct_limit: int = 1_000_000
+) -> TableProfile:
+    """Profile a table: its schema and the statistics of every column.
+
+    NaN and infinities are counted (``nan_count``, ``inf_count``) and left out of min, max,
+    mean, std, quantiles and histograms.
+
+    Args:
+        paths: the files of the table; a folder stands for the files directly inside it.
+        fmt: ``parquet``, ``csv``, ``jsonl`` or ``arrow`` (Arrow IPC file, Feather v2).
+        exact_distinct_limit: up to this many rows distinct counts and quantiles are exact;
+            above it they are estimated in bounded memory (``distinct_approx`` is True).
+
+    Returns:
+        The profile.
+
+    Raises:
+        NotFoundError: if a path does not exist.
+        InvalidArgumentError: if the format is unknown, a file is empty or malformed.
+        BackendError: if DuckDB fails for another reason (such as running out of memory).
+
+    Example:
+        >>> profile = profile_table([Path("customers.parquet")], "parquet")  # doctest: +SKIP
+        >>> profile.column("age").quantiles["p50"]  # doctest: +SKIP
+        41.0
+    """
+    files = table_files(paths, fmt)
+    union = fmt in _COLUMNAR
+    with open_table(files, fmt) as (con, source):
+        schema, columns = _describe(con, source, files, fmt)
+        # Columnar files know their row count from metadata; row files learn it in the first
+        # pass, so that pass estimates distinct counts in case the table is above the limit.
+        known = _fetch_one(con, f"SELECT count(*) AS n FROM {source}")["n"] if union else None
+        estimate = known is None or known > exact_distinct_limit
+        stats = _first_pass(con, source, columns, estimate)
+        exact = stats["rows"] <= exact_distinct_limit
+        stats.update(_second_pass(con, source, columns, stats, exact, union))
+        top = _top_values(con, source, columns, union)
+    return TableProfile(
+        rows=stats["rows"],
+        columns=tuple(_column_profile(c, schema[c.index].type, stats, top, exact) for c in columns),
+        schema=schema,
+    )
+
+
+def _describe(
+    con: duckdb.DuckDBPyConnection, source: str, files: list[Path], fmt: str
+) -> tuple[tuple[ColumnSchema, ...], list[_Column]]:
+    described = con.sql(f"DESCRIBE SELECT * FROM {source}").fetchall()
+    arrow: Any = None  # the schema a file declares keeps Arrow types and nullability exact
+    if fmt == "parquet":
+        arrow = pq.read_schema(files[0])
+    elif fmt == "arrow":
+        with ipc.open_file(files[0]) as reader:
+            arrow = reader.schema
+    if arrow is None or len(arrow) != len(described):
+        arrow = con.sql(f"SELECT * FROM {source} LIMIT 0").to_arrow_table().schema
+    columns = []
+    for index, (row, arrow_field) in enumerate(zip(described, arrow, strict=True)):
+        sql_type = str(row[1])
+        kind = "other" if pa.types.is_null(arrow_field.type) else _kind(sql_type)
+        columns.append(_Column(index, arrow_field.name, str(row[0]), sql_type, kind))
+    schema = tuple(ColumnSchema(f.name, str(f.type), bool(f.nullable)) for f in arrow)
+    return schema, columns
+
+
+def _kind(sql_type: str) -> Kind:
+    if sql_type in _INTEGERS or sql_type in _FLOATS or sql_type.startswith("DECIMAL"):
+        return "numeric"
+    if sql_type == "BOOLEAN":
+        return "boolean"
+    if sql_type in _TEMPORAL:
+        return "temporal"
+    if sql_type in {"VARCHAR", "UUID"} or sql_type.startswith("ENUM"):
+        return "categorical"
+    return "other"
+
+
+# -- the three passes ---------------------------------------------------------------------------
+
+
+def _fetch_one(con: duckdb.DuckDBPyConnection, sql: str) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = con.sql(sql).to_arrow_table().to_pylist()
+    return rows[0]
+
+
+def _first_pass(
+    con: duckdb.DuckDBPyConnection, source: str, columns: list[_Column], estimate: bool
+) -> dict[str, Any]:
+    parts = ["count(*) AS rows"]
+    for c in columns:
+        i, q, keep = c.index, c.ident, c.finite
+        parts.append(f"count({q}) AS c{i}_nn")
+        if estimate:
+            parts.append(f"approx_count_distinct({c.value}) AS c{i}_approx")
+        if c.is_float:
+            parts += [f"count(*) FILTER (WHERE isnan({q})) AS c{i}_nan"]
+            parts += [f"count(*) FILTER (WHERE isinf({q})) AS c{i}_inf"]
+        if c.kind == "numeric":
+            bound = q if c.sql_type in _INTEGERS else f"CAST({q} AS DOUBLE)"
+            parts += [f"min({bound}){keep} AS c{i}_min", f"max({bound}){keep} AS c{i}_max"]
+            parts += [f"CAST(avg({q}){keep} AS DOUBLE) AS c{i}_mean"]
+            parts += [f"stddev_samp(CAST({q} AS DOUBLE)){keep} AS c{i}_std"]
+        elif c.kind == "temporal":  # Arrow gives date, time and datetime objects (microseconds)
+            cast = {"TIMESTAMP_NS": "TIMESTAMP", "TIME_NS": "TIME"}.get(c.sql_type)
+            bound = f"CAST({q} AS {cast})" if cast else q
+            parts += [f"min({bound}) AS c{i}_min", f"max({bound}) AS c{i}_max"]
+    return _fetch_one(con, f"SELECT {', '.join(parts)} FROM {source}")
+
+
+def _range(c: _Column, stats: dict[str, Any]) -> tuple[float, float] | None:
+    low, high = stats.get(f"c{c.index}_min"), stats.get(f"c{c.index}_max")
+    if c.kind != "numeric" or low is None or high is None:
+        return None
+    return float(low), float(high)
+
+
+def _second_pass(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    columns: list[_Column],
+    stats: dict[str, Any],
+    exact: bool,
+    union: bool,
+) -> dict[str, Any]:
+    probabilities = "[" + ", ".join(repr(p) for _, p in QUANTILES) + "]"
+    quantile = "quantile_cont" if exact else "approx_quantile"
+    parts = []
+    for c in columns:
+        i, x = c.index, f"CAST({c.ident} AS DOUBLE)"
+        if exact and not union:
+            parts.append(f"count(DISTINCT {c.value}) AS c{i}_distinct")
+        if (span := _range(c, stats)) is None:
+            continue
+        parts.append(f"{quantile}({x}, {probabilities}){c.finite} AS c{i}_q")
+        low, high = span
+        if low < high:
+            if math.isfinite(high - low):
+                offset = f"({x} - {low!r}) * {HISTOGRAM_BINS / (high - low)!r}"
+            else:  # the span overflows a double: halve everything first
+                offset = f"({x} / 2 - {low / 2!r}) * {HISTOGRAM_BINS / (high / 2 - low / 2)!r}"
+            bucket = f"greatest(0, least({HISTOGRAM_BINS - 1}, CAST(floor({offset}) AS INTEGER)))"
+            # Not a FILTER: the cast runs first, and NaN/inf break it. Not bare: least() and
+            # greatest() skip nulls, which would land in a bin.
+            keep = f"isfinite({c.ident})" if c.is_float else f"{c.ident} IS NOT NULL"
+            parts.append(f"histogram(CASE WHEN {keep} THEN {bucket} END) AS c{i}_hist")
+    found = _fetch_one(con, f"SELECT {', '.join(parts)} FROM {source}") if parts else {}
+    if exact and union and columns:
+        sql = " UNION ALL ".join(
+            f"SELECT {c.index}, count(DISTINCT {c.value}) FROM {source}" for c in columns
+        )
+        found.update((f"c{k}_distinct", n) for k, n in con.sql(sql).fetchall())
+    return found
+
+
+def _top_values(
+    con: duckdb.DuckDBPyConnection, source: str, columns: list[_Column], union: bool
+) -> dict[int, tuple[tuple[str, int], ...]]:
+    wanted = [c for c in columns if c.kind in ("categorical", "boolean")]
+    if not wanted:
+        return {}
+    if union:
+        sql = " UNION ALL ".join(
+            f"(SELECT {c.index} AS k, CAST({c.ident} AS VARCHAR) AS v, count(*) AS n"
+            f" FROM {source} WHERE {c.ident} IS NOT NULL GROUP BY {c.ident}"
+            f" ORDER BY n DESC, v LIMIT {TOP_VALUES})"
+            for c in wanted
+        )
+    else:  # one scan: each grouping set counts the values of one column
+        values = ", ".join(f"CAST({c.ident} AS VARCHAR) AS v{c.index}" for c in wanted)
+        which = " ".join(f"WHEN GROUPING(v{c.index}) = 0 THEN {c.index}" for c in wanted)
+        sets = ", ".join(f"(v{c.index})" for c in wanted)
+        value = f"COALESCE({', '.join(f'v{c.index}' for c in wanted)})"
+        sql = (
+            f"SELECT k, v, n FROM (SELECT CASE {which} END AS k, {value} AS v, count(*) AS n"
+            f" FROM (SELECT {values} FROM {source}) GROUP BY GROUPING SETS ({sets}))"
+            f" WHERE v IS NOT NULL"
+            f" QUALIFY row_number() OVER (PARTITION BY k ORDER BY n DESC, v) <= {TOP_VALUES}"
+        )
+    top: dict[int, list[tuple[str, int]]] = {}
+    for k, v, n in con.sql(f"SELECT * FROM ({sql}) ORDER BY k, n DESC, v").fetchall():
+        text = v if len(v) <= _MAX_VALUE_CHARS else v[: _MAX_VALUE_CHARS - 1] + "…"
+        top.setdefault(int(k), []).append((text, int(n)))
+    return {k: tuple(pairs) for k, pairs in top.items()}
+
+
+# -- assembling the records ---------------------------------------------------------------------
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _bound(value: Any, c: _Column) -> Scalar:
+    if value is None:
+        return None
+    if c.kind == "temporal":
+        return str(value.isoformat())
+    if c.sql_type in _INTEGERS:
+        return int(value)  # HUGEINT arrives as a Decimal
+    return _finite(value)
+
+
+def _histogram(c: _Column, stats: dict[str, Any]) -> Histogram | None:
+    if (span := _range(c, stats)) is None:
+        return None
+    low, high = span
+    i = c.index
+    finite = stats[f"c{i}_nn"] - stats.get(f"c{i}_nan", 0) - stats.get(f"c{i}_inf", 0)
+    if low == high:
+        return Histogram(edges=(low, high), counts=(int(finite),))
+    counts = [0] * HISTOGRAM_BINS
+    for bucket, n in stats.get(f"c{i}_hist") or ():
+        counts[int(bucket)] += int(n)
+    if math.isfinite(step := (high - low) / HISTOGRAM_BINS):  # as numpy.linspace computes
+        inner = [low + k * step for k in range(1, HISTOGRAM_BINS)]
+    else:  # a span beyond the largest double: step in halves so that every edge is finite
+        half = high / 2 / HISTOGRAM_BINS - low / 2 / HISTOGRAM_BINS
+        inner = [low + k * half + k * half for k in range(1, HISTOGRAM_BINS)]
+    return Histogram(edges=(low, *inner, high), counts=tuple(counts))
+
+
+def _column_profile(
+    c: _Column,
+    arrow_type: str,
+    stats: dict[str, Any],
+    top: dict[int, tuple[tuple[str, int], ...]],
+    exact: bool,
+) -> ColumnProfile:
+    i, rows = c.index, int(stats["rows"])
+    nulls = rows - int(stats[f"c{i}_nn"])
+    nan_count = int(stats.get(f"c{i}_nan", 0))
+    quantiles = zip(QUANTILES, stats.get(f"c{i}_q") or (), strict=False)
+    return ColumnProfile(
+        name=c.name,
+        type=arrow_type,
+        kind=c.kind,
+        count=rows,
+        nulls=nulls,
+        na_share=(nulls + nan_count) / rows if rows else 0.0,
+        distinct=int(stats.get(f"c{i}_distinct" if exact else f"c{i}_approx") or 0),
+        distinct_approx=not exact,
+        min=_bound(stats.get(f"c{i}_min"), c),
+        max=_bound(stats.get(f"c{i}_max"), c),
+        mean=_finite(stats.get(f"c{i}_mean")),
+        std=_finite(stats.get(f"c{i}_std")),
+        quantiles={key: v for (key, _), q in quantiles if (v := _finite(q)) is not None},
+        histogram=_histogram(c, stats),
+        top=top.get(i, ()),
+        nan_count=nan_count,
+        inf_count=int(stats.get(f"c{i}_inf", 0)),
+    )
