@@ -254,3 +254,101 @@ def label(
         emit_json({"label": f"{version.name}@{name}", "version": version.ref})
     else:
         console.print(f"{version.name}@{name} -> {version.ref}")
+
+
+@app.command()
+def validate(
+    ctx: typer.Context,
+    reference: str = typer.Argument(..., help="NAME@VERSION, NAME@latest or NAME@LABEL."),
+    checks: Path = typer.Option(..., "--checks", "-c", help="TOML file of [[checks]]."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Run declarative checks against a version; exit 1 if an error-severity check fails."""
+    with errors_to_exit():
+        report = open_project(ctx).datasets.validate(reference, checks)
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        rows = []
+        for result in report.results:
+            if result.passed:
+                mark = "[green]pass[/green]"
+            elif result.check.severity == "warning":
+                mark = "[yellow]warn[/yellow]"
+            else:
+                mark = "[red]FAIL[/red]"
+            examples = ", ".join(str(e) for e in result.examples[:3])
+            rows.append((mark, result.check.name, result.message, examples))
+        console.print(table(("", "check", "result", "examples"), rows, title=report.reference))
+        failed = len(report.failures)
+        console.print(
+            f"[red]{failed} check(s) failed[/red]" if failed else "[green]all checks pass[/green]"
+        )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def diff(
+    ctx: typer.Context,
+    old: str = typer.Argument(..., help="The reference version, NAME@V."),
+    new: str = typer.Argument(..., help="The version to compare, NAME@V."),
+    key: list[str] = typer.Option([], "--key", help="Column identifying a row; repeatable."),
+    html: Path | None = typer.Option(None, "--html", help="Also write an HTML report."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Show what changed between two versions: files, schema, rows and statistics."""
+    with errors_to_exit():
+        project = open_project(ctx)
+        result = project.datasets.diff(old, new, key=key)
+        if html is not None:
+            from shipyard.services.reports import render_diff_html
+
+            html.write_text(render_diff_html(result), encoding="utf-8")
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    console.print(f"[bold]{result.old} → {result.new}[/bold]")
+    if result.same_content:
+        console.print("same content")
+    if result.files:
+        files = [(f.change, f.path, f.old_size, f.new_size) for f in result.files[:50]]
+        console.print(table(("change", "file", "old bytes", "new bytes"), files, title="files"))
+    if result.schema:
+        schema = [(c.change, c.name, c.old_type, c.new_type) for c in result.schema]
+        console.print(table(("change", "column", "old type", "new type"), schema, title="schema"))
+    if result.rows is not None:
+        r = result.rows
+        matched = ", ".join(r.key) if r.key else "whole rows"
+        console.print(
+            f"rows {result.rows_old:,} → {result.rows_new:,} (matched by {matched}): "
+            f"[green]+{r.added:,} added[/green], [red]-{r.removed:,} removed[/red], "
+            f"[yellow]~{r.changed:,} changed[/yellow], {r.unchanged:,} unchanged"
+        )
+        for kind, samples in r.samples.items():
+            for sample in samples[:3]:
+                text = str(sample)
+                console.print(
+                    f"  {kind}: {text[:140]}{'…' if len(text) > 140 else ''}", markup=False
+                )
+    if result.columns:
+        columns = [
+            (
+                c.name,
+                _fmt(c.mean_old),
+                _fmt(c.mean_new),
+                _fmt(c.mean_shift),
+                f"{c.na_old:.1%} → {c.na_new:.1%}",
+                _fmt(c.psi),
+            )
+            for c in result.columns
+        ]
+        console.print(
+            table(
+                ("column", "old mean", "new mean", "shift (std)", "NA", "PSI"),
+                columns,
+                title="columns",
+            )
+        )
+    if html is not None:
+        console.print(f"wrote {html}")

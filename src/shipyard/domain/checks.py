@@ -146,7 +146,7 @@ def parse_checks(data: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> tuple
 
 def _parse_one(index: int, item: Mapping[str, Any]) -> Check:
     kind = item.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:  # a list or table kind is unhashable
         raise InvalidArgumentError(
             f"check {index}: unknown kind {kind!r}; kinds are {', '.join(sorted(KINDS))}"
         )
@@ -174,10 +174,19 @@ def _check_params(where: str, kind: str, params: dict[str, Any]) -> None:
             raise InvalidArgumentError(f"{where}: {bound} must be a number (or a date string)")
     if kind == "unique":
         columns = params.get("columns", [params["column"]] if "column" in params else None)
-        if not columns or not all(isinstance(c, str) for c in columns):
+        if (
+            not isinstance(columns, list)
+            or not columns
+            or not all(isinstance(c, str) for c in columns)
+        ):
             raise InvalidArgumentError(f"{where}: give column or columns (a list of names)")
         params["columns"] = list(columns)
         params.pop("column", None)
+    elif kind == "row_count":
+        for bound in ("min", "max"):
+            value = params.get(bound, 0)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise InvalidArgumentError(f"{where}: {bound} must be a whole number of rows")
     elif kind == "allowed_values":
         if not isinstance(params["values"], list) or not params["values"]:
             raise InvalidArgumentError(f"{where}: values must be a non-empty list")

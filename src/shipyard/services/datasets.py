@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, func, select
 
+from shipyard.domain.checks import Check, ValidationReport
 from shipyard.domain.datasets import (
     DatasetCard,
     DatasetSummary,
@@ -22,11 +23,13 @@ from shipyard.domain.datasets import (
     content_digest,
     format_of,
 )
+from shipyard.domain.diffs import DatasetDiff
 from shipyard.domain.ids import new_id, utcnow
 from shipyard.domain.profiles import ColumnSchema, TableProfile
 from shipyard.domain.references import LATEST, Reference, validate_name
 from shipyard.errors import (
     DatasetNotFoundError,
+    DataValidationError,
     InvalidArgumentError,
     MissingDependencyError,
     UnsafePathError,
@@ -458,6 +461,67 @@ class DatasetService:
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(page, encoding="utf-8")
         return dest
+
+    def validate(self, reference: str, checks: Any) -> ValidationReport:
+        """Run checks against a table version.
+
+        Args:
+            reference: the version, such as ``customers@3``.
+            checks: a TOML file path, a list of check dicts, or parsed ``Check`` records.
+
+        Returns:
+            The report; ``report.ok`` is False when an error-severity check failed.
+        """
+        from shipyard.services.validation import load_checks, run_checks
+
+        parsed = (
+            tuple(checks)
+            if isinstance(checks, (list, tuple)) and all(isinstance(c, Check) for c in checks)
+            else load_checks(checks)
+        )
+        version = self.resolve(reference)
+        profile = self.profile(version)
+        if version.format is None or profile is None:
+            raise InvalidArgumentError(f"{version.ref} holds files, not a table: checks need one")
+        folder = self.path(version)
+        files = [folder.joinpath(*e.path.split("/")) for e in self.manifest(version)]
+        return run_checks(version, files, profile, parsed)
+
+    def require(self, reference: str, checks: Any) -> ValidationReport:
+        """Like ``validate``, but raise when a check fails: a gate for pipelines.
+
+        Raises:
+            DataValidationError: naming every failed check.
+        """
+        report = self.validate(reference, checks)
+        if not report.ok:
+            raise DataValidationError(
+                report.reference, [f"{r.check.name}: {r.message}" for r in report.failures]
+            )
+        return report
+
+    def diff(self, old: str, new: str, *, key: Sequence[str] | str | None = None) -> DatasetDiff:
+        """What changed from version ``old`` to version ``new``.
+
+        Args:
+            old: the reference version, such as ``customers@3``.
+            new: the version to compare, such as ``customers@5``.
+            key: column(s) that identify a row; default: the versions' own key.
+        """
+        from shipyard.services.diffs import TableSide, diff_versions
+
+        sides = []
+        for reference in (old, new):
+            version = self.resolve(reference)
+            manifest = self.manifest(version)
+            profile = self.profile(version)
+            files = None
+            if profile is not None:
+                folder = self.path(version)
+                files = [folder.joinpath(*e.path.split("/")) for e in manifest]
+            sides.append(TableSide(version, manifest, files, profile))
+        keys = (key,) if isinstance(key, str) else tuple(key or ())
+        return diff_versions(sides[0], sides[1], key=keys)
 
     # -- labels ---------------------------------------------------------------------------
 

@@ -15,9 +15,17 @@ import re
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
+from shipyard.domain.diffs import DatasetDiff
 from shipyard.domain.profiles import ColumnProfile, TableProfile
 
-__all__ = ["format_value", "html_page", "render_profile_html", "svg_bars", "svg_hbars"]
+__all__ = [
+    "format_value",
+    "html_page",
+    "render_diff_html",
+    "render_profile_html",
+    "svg_bars",
+    "svg_hbars",
+]
 
 _NO_META: Mapping[str, str] = MappingProxyType({})
 _BAR = "#4c78a8"
@@ -299,3 +307,70 @@ def _inline(text: str) -> str:
     escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
     escaped = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", escaped)
     return re.sub(r"(?<![*\w])\*([^*]+)\*(?![*\w])", r"<em>\1</em>", escaped)
+
+
+def render_diff_html(diff: DatasetDiff) -> str:
+    """One self-contained page showing what changed between two versions.
+
+    Args:
+        diff: the diff to render.
+
+    Returns:
+        The HTML text.
+    """
+    parts = [f"<h1>{_esc(diff.old)} → {_esc(diff.new)}</h1>"]
+    if diff.same_content:
+        parts.append("<p>The two versions hold the same content.</p>")
+    rows_old = format_value(diff.rows_old)
+    rows_new = format_value(diff.rows_new)
+    parts.append(f"<p class='muted'>rows: {_esc(rows_old)} → {_esc(rows_new)}</p>")
+    if diff.files:
+        body = "".join(
+            f"<tr><td>{_esc(f.path)}</td><td>{_esc(f.change)}</td>"
+            f"<td class='num'>{_esc(format_value(f.old_size))}</td>"
+            f"<td class='num'>{_esc(format_value(f.new_size))}</td></tr>"
+            for f in diff.files
+        )
+        parts.append(
+            "<h2>Files</h2><table><tr><th>file</th><th>change</th><th>old bytes</th>"
+            f"<th>new bytes</th></tr>{body}</table>"
+        )
+    if diff.schema:
+        body = "".join(
+            f"<tr><td>{_esc(c.name)}</td><td>{_esc(c.change)}</td>"
+            f"<td>{_esc(c.old_type or '')}</td><td>{_esc(c.new_type or '')}</td></tr>"
+            for c in diff.schema
+        )
+        parts.append(
+            "<h2>Schema</h2><table><tr><th>column</th><th>change</th><th>old type</th>"
+            f"<th>new type</th></tr>{body}</table>"
+        )
+    if diff.rows is not None:
+        r = diff.rows
+        labels = ["added", "removed", "changed", "unchanged"]
+        values = [float(r.added), float(r.removed), float(r.changed), float(r.unchanged)]
+        key = ", ".join(r.key) if r.key else "whole rows (no key)"
+        parts.append(f"<h2>Rows</h2><p class='muted'>matched by {_esc(key)}</p>")
+        parts.append(svg_hbars(labels, values))
+        for kind, samples in r.samples.items():
+            if samples:
+                items = "".join(f"<li><code>{_esc(sample)}</code></li>" for sample in samples)
+                parts.append(f"<h3>{_esc(kind)} (sample)</h3><ul>{items}</ul>")
+    if diff.columns:
+        body = "".join(
+            f"<tr><td>{_esc(c.name)}</td><td class='num'>{_esc(format_value(c.mean_old))}</td>"
+            f"<td class='num'>{_esc(format_value(c.mean_new))}</td>"
+            f"<td class='num'>{_esc(format_value(c.mean_shift))}</td>"
+            f"<td class='num'>{c.na_old:.1%} → {c.na_new:.1%}</td>"
+            f"<td class='num'>{_esc(format_value(c.psi))}</td></tr>"
+            for c in diff.columns
+        )
+        parts.append(
+            "<h2>Columns</h2><table><tr><th>column</th><th>old mean</th><th>new mean</th>"
+            "<th>shift (std)</th><th>NA</th><th>PSI</th></tr>" + body + "</table>"
+        )
+        scored = [c for c in diff.columns if c.psi is not None]
+        if scored:
+            parts.append("<h3>PSI by column</h3>")
+            parts.append(svg_hbars([c.name for c in scored], [float(c.psi or 0) for c in scored]))
+    return html_page(f"{diff.old} → {diff.new}", "\n".join(parts))

@@ -21,7 +21,16 @@ import pyarrow.dataset as ds
 
 from shipyard.errors import BackendError, InvalidArgumentError, NotFoundError
 
-__all__ = ["FORMATS", "LABELS", "input_errors", "open_table", "read_table", "table_files"]
+__all__ = [
+    "FORMATS",
+    "LABELS",
+    "add_source",
+    "check_csv_width",
+    "input_errors",
+    "open_table",
+    "read_table",
+    "table_files",
+]
 
 FORMATS = ("arrow", "csv", "jsonl", "parquet")
 LABELS = {"arrow": "Arrow IPC", "csv": "CSV", "jsonl": "JSON Lines", "parquet": "Parquet"}
@@ -79,15 +88,15 @@ def open_table(files: list[Path], fmt: str) -> Iterator[tuple[duckdb.DuckDBPyCon
         try:
             con.execute("SET enable_progress_bar = false")
             with input_errors(files, fmt):  # also around the caller's queries
-                source = _source_sql(con, files, fmt)
+                source = add_source(con, files, fmt)
                 if fmt == "csv":
-                    _check_csv_width(con, source, files)
+                    check_csv_width(con, source, files)
                 yield con, source
         finally:
             con.close()
 
 
-def _check_csv_width(con: duckdb.DuckDBPyConnection, source: str, files: list[Path]) -> None:
+def check_csv_width(con: duckdb.DuckDBPyConnection, source: str, files: list[Path]) -> None:
     """Refuse a CSV whose sniffed width is not its header's (a ragged row fooled the sniffer)."""
     sniffed = len(con.sql(f"DESCRIBE SELECT * FROM {source}").fetchall())
     for file in files:
@@ -102,7 +111,17 @@ def _check_csv_width(con: duckdb.DuckDBPyConnection, source: str, files: list[Pa
             )
 
 
-def _source_sql(con: duckdb.DuckDBPyConnection, files: list[Path], fmt: str) -> str:
+def add_source(
+    con: duckdb.DuckDBPyConnection, files: list[Path], fmt: str, name: str = _TABLE
+) -> str:
+    """Make a table readable in ``con``; returns the SQL that names it in a FROM clause.
+
+    Args:
+        con: the session.
+        files: the table's files (from ``table_files``).
+        fmt: its format.
+        name: the name to register an Arrow table under (one name per table in a session).
+    """
     listed = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
     if fmt == "parquet":
         return f"read_parquet({listed}, union_by_name = false)"
@@ -114,8 +133,8 @@ def _source_sql(con: duckdb.DuckDBPyConnection, files: list[Path], fmt: str) -> 
         )
     if fmt == "jsonl":
         return f"read_json({listed}, format = 'newline_delimited', records = true)"
-    con.register(_TABLE, ds.dataset([str(f) for f in files], format="ipc"))  # batch by batch
-    return _TABLE
+    con.register(name, ds.dataset([str(f) for f in files], format="ipc"))  # batch by batch
+    return name
 
 
 def _name_files(files: list[Path]) -> str:
@@ -136,7 +155,7 @@ def input_errors(files: list[Path], fmt: str) -> Iterator[None]:
             "CSV Error" in message or any(str(f) in message for f in files)
         ):
             raise _invalid_input(message, files, fmt) from exc
-        raise BackendError(f"profiling {_name_files(files)} failed: {message}") from exc
+        raise BackendError(f"reading {_name_files(files)} failed: {message}") from exc
 
 
 def _invalid_input(message: str, files: list[Path], fmt: str) -> InvalidArgumentError:

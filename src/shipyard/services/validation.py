@@ -17,6 +17,7 @@ from shipyard.errors import InvalidArgumentError, NotFoundError
 __all__ = ["load_checks", "run_checks"]
 
 _EXAMPLES = 5
+_FLOAT_TYPES = frozenset({"halffloat", "float", "double"})  # Arrow names
 
 
 def load_checks(
@@ -156,7 +157,12 @@ def _unique(
 
 
 def _range(
-    check: Check, _v: DatasetVersion, _p: TableProfile, source: str, query: Query, _now: datetime
+    check: Check,
+    _v: DatasetVersion,
+    profile: TableProfile,
+    source: str,
+    query: Query,
+    _now: datetime,
 ) -> CheckResult:
     column = _ident(str(check.column))
     parts = []
@@ -166,8 +172,12 @@ def _range(
         parts.append(f"{column} > {_literal(check.params['max'])}")
     if not parts:
         return CheckResult(check, True, None, None, "no bound given")
+    condition = " OR ".join(parts)
+    if profile.column(str(check.column)).type in _FLOAT_TYPES:
+        # NaN is NA, like null: DuckDB sorts it above every number, so it failed `max` only.
+        condition = f"({condition}) AND NOT isnan({column})"
     expected = {k: check.params[k] for k in ("min", "max") if k in check.params}
-    return _failing(check, source, query, " OR ".join(parts), expected, "out of range")
+    return _failing(check, source, query, condition, expected, "out of range")
 
 
 def _allowed(
@@ -184,8 +194,16 @@ def _allowed(
 def _regex(
     check: Check, _v: DatasetVersion, _p: TableProfile, source: str, query: Query, _now: datetime
 ) -> CheckResult:
+    import duckdb
+
     column = _ident(str(check.column))
     pattern = _literal(check.params["pattern"])
+    try:  # DuckDB speaks RE2, which lacks some of Python's syntax (look-arounds, backreferences)
+        query(f"SELECT regexp_full_match('', {pattern})")
+    except duckdb.Error as exc:
+        raise InvalidArgumentError(
+            f"check {check.name}: pattern {check.params['pattern']!r} is not RE2 syntax ({exc})"
+        ) from None
     condition = (
         f"{column} IS NOT NULL AND NOT regexp_full_match(CAST({column} AS VARCHAR), {pattern})"
     )
@@ -233,7 +251,8 @@ def _freshness(
         newest = version.card.fetched_at or version.created_at
         what = "fetched"
     else:
-        value = query(f"SELECT max({_ident(check.column)}) FROM {source}")[0][0]
+        # As text: fetching a TIMESTAMPTZ as a Python datetime needs pytz in DuckDB.
+        value = query(f"SELECT CAST(max({_ident(check.column)}) AS VARCHAR) FROM {source}")[0][0]
         if value is None:
             return CheckResult(check, False, None, str(max_age), "the column holds no time")
         if not isinstance(value, datetime):
