@@ -52,6 +52,8 @@ def run_area(area: str, path: Path, argv: list[str]) -> tuple[str, float]:
         if main is None:
             return "skipped: bench.py has no main(argv)", time.perf_counter() - start
         code = main(argv)
+    except SystemExit as exc:  # argparse's --help and usage errors
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
         raise
     except BaseException:  # an area's crash must not stop the other areas
@@ -82,7 +84,7 @@ def main(argv: Sequence[str]) -> int:
     results = {area: run_area(area, areas[area], rest) for area, rest in chosen.items()}
     print("\n===== summary =====")
     for area, (status, seconds) in results.items():
-        print(f"{area:<16} {status:<12} {seconds:8.1f} s")
+        print(f"{area:<16} {status:<20} {seconds:8.1f} s")
     crashed = [area for area, (status, _) in results.items() if status.startswith("crashed")]
     return 1 if crashed else 0
 

@@ -16,7 +16,7 @@ warmed up beforehand); DVC is timed around its command, so its figures include t
 start-up, which is printed separately.
 
 Usage: ``bench/run.py datasets [--reps N] [--noop-reps N] [--full-reps N] [--scale F]
-[--profile] [--keep-data]``.
+[--profile] [--warm] [--keep-data]``.
 """
 
 from __future__ import annotations
@@ -65,6 +65,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         "--profile", action="store_true", help="then profile shipyard's a) and b) with cProfile"
     )
     parser.add_argument(
+        "--warm", action="store_true", help="do not drop the OS page cache before a), b), d)"
+    )
+    parser.add_argument(
         "--keep-data", action="store_true", help="keep the generated data for the next run"
     )
     return parser.parse_args(list(argv))
@@ -75,8 +78,10 @@ def make_console() -> Console:
     return console if console.is_terminal else Console(width=170)
 
 
-def page_cache() -> tuple[Cold, str]:
+def page_cache(warm: bool) -> tuple[Cold, str]:
     """A function that empties the OS page cache, if this process may; else a no-op."""
+    if warm:
+        return (lambda: None), "warm cache (--warm)"
 
     def drop() -> None:
         os.sync()
@@ -253,7 +258,7 @@ def main(argv: Sequence[str]) -> int:
 
     params = plan(scale)
     data = prepare(WORK / "data", params, log)
-    cold, cache = page_cache()
+    cold, cache = page_cache(args.warm)
     dvc = DvcSide(data, WORK)
     context = describe(data, params, dvc, cache)
     log(context)
