@@ -313,3 +313,72 @@ def test_a_killed_add_leaves_no_version(project: Shipyard, tmp_path: Path) -> No
     with pytest.raises(DatasetNotFoundError):
         project.datasets.get("big")
     assert json.dumps(project.datasets.list()) == "[]"
+
+
+def test_an_http_url_is_a_source(project: Shipyard, tmp_path: Path) -> None:
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "www"
+    served.mkdir()
+    pcsv.write_csv(_table(50), served / "remote.csv")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/remote.csv"
+        result = project.datasets.add("web", url)
+        assert result.version.rows == 50
+        assert result.version.card.source_uri == url
+        assert [e.path for e in project.datasets.manifest(result.version)] == ["remote.csv"]
+        with pytest.raises(SourceError, match="404"):
+            project.datasets.add("web", url.replace("remote", "missing"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _count_versions(project) == 1
+
+
+def test_an_fsspec_url_is_a_source(project: Shipyard) -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    name = f"/src-{id(project)}"
+    with fs.open(f"{name}/part-0.parquet", "wb") as out:
+        pq.write_table(_table(10), out)
+    with fs.open(f"{name}/part-1.parquet", "wb") as out:
+        pq.write_table(_table(5), out)
+    try:
+        result = project.datasets.add("mem", f"memory://{name}")
+        assert result.version.rows == 15
+        assert result.version.file_count == 2
+        with pytest.raises(SourceError, match="no such file"):
+            project.datasets.add("mem", "memory:///nowhere/at/all.csv")
+    finally:
+        fs.rm(name, recursive=True)
+
+
+def test_datasets_work_on_an_object_store(tmp_path: Path, metadata_uri: str) -> None:
+    from shipyard.app import build
+    from shipyard.settings import Settings
+
+    root = tmp_path / "p"
+    root.mkdir()
+    settings = Settings.load(
+        root, env={}, metadata_uri=metadata_uri, artifact_uri=f"memory://art-{id(root)}"
+    )
+    path = tmp_path / "t.csv"
+    pcsv.write_csv(_table(300), path)
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(20 * 1024 * 1024))
+    with build(settings) as project:
+        table = project.datasets.add("t", path).version
+        blob = project.datasets.add("b", big).version
+        assert project.datasets.get(table.ref).to_arrow().num_rows == 300
+        out = tmp_path / "out"
+        project.datasets.export(blob, out)
+        assert (out / "big.bin").read_bytes() == big.read_bytes()
+        assert project.maintenance.fsck().ok
