@@ -382,3 +382,11 @@ def test_datasets_work_on_an_object_store(tmp_path: Path, metadata_uri: str) -> 
         project.datasets.export(blob, out)
         assert (out / "big.bin").read_bytes() == big.read_bytes()
         assert project.maintenance.fsck().ok
+
+
+def test_a_dataframe_column_of_mixed_types_is_refused(project: Shipyard) -> None:
+    import pandas as pd
+
+    with pytest.raises(SourceError, match="mixes types"):
+        project.datasets.add("mixed", pd.DataFrame({"a": [1, "x", 2.5]}))
+    assert _count_versions(project) == 0

@@ -180,3 +180,15 @@ def test_unsupported_or_malformed_urls_are_refused_with_the_setting_named(uri: s
 def test_an_unreachable_database_is_reported_as_unavailable(tmp_path: Path) -> None:
     with pytest.raises(StoreUnavailableError, match="unavailable"):
         SqlMetadataStore("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2")
+
+
+def test_the_migration_chain_builds_exactly_the_declared_schema(metadata_uri: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    store = SqlMetadataStore(metadata_uri)
+    with store.read() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        differences = compare_metadata(context, schema_module.metadata)
+    store.close()
+    assert differences == []
