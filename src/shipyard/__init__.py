@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from shipyard.app import Shipyard
+    from shipyard.services.runs import ActiveRun
     from shipyard.settings import Settings
 
 __all__ = [
@@ -44,6 +45,8 @@ __all__ = [
     "__version__",
     "connect",
     "datasets",
+    "runs",
+    "start_run",
 ]
 
 _default: Shipyard | None = None
@@ -66,6 +69,17 @@ def connect(project: Path | str | None = None, **overrides: Any) -> Shipyard:
     return build(Settings.load(project, **overrides))
 
 
+def start_run(experiment: str = "default", **options: Any) -> ActiveRun:
+    """Start a run in the working directory's project (see ``RunService.start_run``).
+
+    Example:
+        >>> with sy.start_run(experiment="churn") as run:  # doctest: +SKIP
+        ...     run.log_param("max_depth", 5)
+        ...     run.log_metric("auc", 0.91)
+    """
+    return _default_project().runs.start_run(experiment, **options)
+
+
 def _default_project() -> Shipyard:
     """The project of the working directory, opened on first use and kept for the process."""
     global _default
@@ -80,8 +94,8 @@ def _default_project() -> Shipyard:
 def __getattr__(name: str) -> Any:
     # Heavy modules load on first use so that `import shipyard` stays fast; `sy.datasets`
     # and friends are the services of the working directory's project.
-    if name == "datasets":
-        return _default_project().datasets
+    if name in ("datasets", "runs"):
+        return getattr(_default_project(), name)
     if name == "Settings":
         from shipyard.settings import Settings
 

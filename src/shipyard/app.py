@@ -12,6 +12,7 @@ from shipyard.services.datasets import DatasetService
 from shipyard.services.lineage import LineageService
 from shipyard.services.maintenance import MaintenanceService
 from shipyard.services.objects import ObjectService
+from shipyard.services.runs import RunService
 from shipyard.settings import Settings
 from shipyard.stores.artifacts import open_blob_store
 from shipyard.stores.artifacts.content import ContentStore
@@ -38,6 +39,7 @@ class Shipyard:
     lineage: LineageService = field(init=False)
     maintenance: MaintenanceService = field(init=False)
     objects: ObjectService = field(init=False)
+    runs: RunService = field(init=False)
     stat_cache: StatCache = field(init=False)
 
     def __post_init__(self) -> None:
@@ -45,6 +47,7 @@ class Shipyard:
         self.stat_cache = StatCache(state / "cache" / "stat.db")
         self.audit = AuditService(self.metadata)
         self.blobs = BlobService(self.content)
+        self.lineage = LineageService(self.metadata)
         self.objects = ObjectService(self.metadata, self.content, self.stat_cache)
         self.datasets = DatasetService(
             self.metadata,
@@ -55,7 +58,9 @@ class Shipyard:
             scratch=state / "tmp",
             cache=state / "cache" / "datasets",
         )
-        self.lineage = LineageService(self.metadata)
+        self.runs = RunService(
+            self.metadata, self.objects, self.lineage, user=self.user, scratch=state / "tmp"
+        )
         self.maintenance = MaintenanceService(
             self.metadata,
             self.content,

@@ -79,9 +79,7 @@ def test_schema_changes_are_reported(project: Shipyard, tmp_path: Path) -> None:
     assert diff.rows.changed == 0, "a retyped column compares by its text"
 
 
-def test_a_key_that_is_not_unique_or_missing_is_refused(
-    project: Shipyard, tmp_path: Path
-) -> None:
+def test_a_key_that_is_not_unique_or_missing_is_refused(project: Shipyard, tmp_path: Path) -> None:
     path = tmp_path / "p.parquet"
     old = _add(project, path, {"id": [1, 1, 2], "v": [1, 2, 3]})
     new = _add(project, path, {"id": [1, 2, 3], "v": [1, 2, 3]})

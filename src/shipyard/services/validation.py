@@ -73,7 +73,9 @@ def run_checks(
     with open_table(list(files), version.format) as (con, source):
 
         def query(sql: str) -> list[tuple[Any, ...]]:
-            return [tuple(row) for row in con.execute(sql).fetchall()]
+            # Through Arrow, as profiling does: DuckDB's own TIMESTAMPTZ conversion needs pytz.
+            table = con.sql(sql).to_arrow_table()
+            return list(zip(*(column.to_pylist() for column in table.columns), strict=True))
 
         for check in checks:
             missing = _missing_columns(check, columns)
@@ -251,8 +253,7 @@ def _freshness(
         newest = version.card.fetched_at or version.created_at
         what = "fetched"
     else:
-        # As text: fetching a TIMESTAMPTZ as a Python datetime needs pytz in DuckDB.
-        value = query(f"SELECT CAST(max({_ident(check.column)}) AS VARCHAR) FROM {source}")[0][0]
+        value = query(f"SELECT max({_ident(check.column)}) FROM {source}")[0][0]
         if value is None:
             return CheckResult(check, False, None, str(max_age), "the column holds no time")
         if not isinstance(value, datetime):

@@ -12,10 +12,13 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
+    Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -35,8 +38,11 @@ __all__ = [
     "UtcDateTime",
     "audit_log",
     "digest_columns",
+    "experiments",
     "lineage_edges",
     "metadata",
+    "metric_chunks",
+    "metric_latest",
 ]
 
 ID = 32  # UUIDv7 as hex
@@ -182,6 +188,88 @@ dataset_labels = Table(
     Column("version", Integer, nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
     Column("updated_by", String(NAME), nullable=False),
+)
+
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("name", String(NAME), nullable=False, unique=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(NAME), nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("experiment_id", String(ID), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("parent_id", String(ID), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("user", String(NAME), nullable=False),
+    Column("start_time", UtcDateTime(), nullable=False),
+    Column("end_time", UtcDateTime(), nullable=True),
+    Column("heartbeat_at", UtcDateTime(), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("environment", Text, nullable=True),
+    Column("resources", Text, nullable=True),
+    Index(None, "experiment_id", "start_time"),
+    Index(None, "parent_id"),
+)
+
+run_params = Table(
+    "run_params",
+    metadata,
+    Column("run_id", String(ID), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("value", Text, nullable=False),
+    Index(None, "key", "value"),
+)
+
+run_tags = Table(
+    "run_tags",
+    metadata,
+    Column("run_id", String(ID), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+metric_latest = Table(
+    "metric_latest",
+    metadata,
+    Column("run_id", String(ID), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("value", Float, nullable=True),  # NULL stands for NaN, which SQL cannot order
+    Column("is_nan", Boolean, nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", Float, nullable=False),
+    Column("min_value", Float, nullable=True),
+    Column("max_value", Float, nullable=True),
+    Column("count", BigInteger, nullable=False),
+    Index(None, "key", "value"),
+)
+
+metric_chunks = Table(
+    "metric_chunks",
+    metadata,
+    Column("run_id", String(ID), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("count", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
+run_artifacts = Table(
+    "run_artifacts",
+    metadata,
+    Column("run_id", String(ID), primary_key=True),
+    Column("path", String(1024), primary_key=True),
+    Column("digest", String(DIGEST), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 
 
