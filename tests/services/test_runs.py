@@ -106,9 +106,11 @@ def test_bad_metrics_are_refused(project: Shipyard, key: str, value: object) -> 
 
 
 def test_nested_runs_record_their_parent(project: Shipyard) -> None:
-    with project.runs.start_run("e", capture=False) as parent:
-        with project.runs.start_run("e", capture=False) as child:
-            pass
+    with (
+        project.runs.start_run("e", capture=False) as parent,
+        project.runs.start_run("e", capture=False) as child,
+    ):
+        pass
     assert project.runs.get(child.id).parent_id == parent.id
     assert project.runs.get(parent.id).parent_id is None
 
