@@ -304,6 +304,7 @@ def diff(
         if html is not None:
             from shipyard.services.reports import render_diff_html
 
+            html.parent.mkdir(parents=True, exist_ok=True)
             html.write_text(render_diff_html(result), encoding="utf-8")
     if as_json:
         emit_json(result.to_dict())

@@ -203,5 +203,6 @@ def read_table(paths: Sequence[Path], fmt: str) -> pa.Table:
     """Read a whole table into Arrow, parsed exactly as it is profiled."""
     files = table_files(paths, fmt)
     with open_table(files, fmt) as (con, source):
+        con.execute("SET preserve_insertion_order = true")  # rows come back in file order
         table: pa.Table = con.sql(f"SELECT * FROM {source}").to_arrow_table()
     return table

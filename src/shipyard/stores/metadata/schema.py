@@ -37,12 +37,27 @@ __all__ = [
     "NAME",
     "UtcDateTime",
     "audit_log",
+    "dataset_labels",
+    "dataset_versions",
+    "datasets",
     "digest_columns",
     "experiments",
     "lineage_edges",
     "metadata",
     "metric_chunks",
     "metric_latest",
+    "model_aliases",
+    "model_versions",
+    "object_chunks",
+    "objects",
+    "promotion_requests",
+    "registered_models",
+    "run_artifacts",
+    "run_params",
+    "run_tags",
+    "runs",
+    "schema_history",
+    "users",
 ]
 
 ID = 32  # UUIDv7 as hex
@@ -270,6 +285,76 @@ run_artifacts = Table(
     Column("digest", String(DIGEST), nullable=False),
     Column("size", BigInteger, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+)
+
+
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(NAME), primary_key=True),
+    Column("roles", Text, nullable=False),  # JSON list
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(NAME), nullable=False),
+)
+
+registered_models = Table(
+    "registered_models",
+    metadata,
+    Column("name", String(NAME), primary_key=True),
+    Column("description", Text, nullable=True),
+    Column("tags", Text, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(NAME), nullable=False),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("name", String(NAME), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("flavor", String(32), nullable=False),
+    Column("run_id", String(ID), nullable=True),
+    Column("manifest", String(DIGEST), nullable=False, info={"digest": True}),
+    Column("signature", Text, nullable=True),
+    Column("requirements", Text, nullable=False),
+    Column("onnx_status", String(16), nullable=False),  # attached | rejected | unavailable
+    Column("onnx_max_diff", Float, nullable=True),
+    Column("onnx_reason", Text, nullable=True),
+    Column("stage", String(16), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("tags", Text, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(NAME), nullable=False),
+    UniqueConstraint("name", "version"),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("name", String(NAME), primary_key=True),
+    Column("alias", String(NAME), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("updated_by", String(NAME), nullable=False),
+)
+
+promotion_requests = Table(
+    "promotion_requests",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("name", String(NAME), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("target_kind", String(8), nullable=False),  # stage | alias
+    Column("target", String(NAME), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | approved | rejected | cancelled
+    Column("requested_by", String(NAME), nullable=False),
+    Column("requested_at", UtcDateTime(), nullable=False),
+    Column("decided_by", String(NAME), nullable=True),
+    Column("decided_at", UtcDateTime(), nullable=True),
+    Column("comment", Text, nullable=True),
+    Index(None, "name", "status"),
 )
 
 
