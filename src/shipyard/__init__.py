@@ -39,12 +39,15 @@ __all__ = [
     "NotFoundError",
     "NotSupportedError",
     "PermissionDeniedError",
+    "PythonModel",
     "Settings",
     "Shipyard",
     "ShipyardError",
     "__version__",
     "connect",
     "datasets",
+    "models",
+    "registry",
     "runs",
     "start_run",
 ]
@@ -94,8 +97,12 @@ def _default_project() -> Shipyard:
 def __getattr__(name: str) -> Any:
     # Heavy modules load on first use so that `import shipyard` stays fast; `sy.datasets`
     # and friends are the services of the working directory's project.
-    if name in ("datasets", "runs"):
+    if name in ("datasets", "models", "registry", "runs"):
         return getattr(_default_project(), name)
+    if name == "PythonModel":
+        from shipyard.services.flavors.python import PythonModel
+
+        return PythonModel
     if name == "Settings":
         from shipyard.settings import Settings
 

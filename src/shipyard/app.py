@@ -11,8 +11,11 @@ from shipyard.services.blobs import BlobService
 from shipyard.services.datasets import DatasetService
 from shipyard.services.lineage import LineageService
 from shipyard.services.maintenance import MaintenanceService
+from shipyard.services.models import ModelService
 from shipyard.services.objects import ObjectService
+from shipyard.services.registry import RegistryService
 from shipyard.services.runs import RunService
+from shipyard.services.users import UserService
 from shipyard.settings import Settings
 from shipyard.stores.artifacts import open_blob_store
 from shipyard.stores.artifacts.content import ContentStore
@@ -40,6 +43,9 @@ class Shipyard:
     maintenance: MaintenanceService = field(init=False)
     objects: ObjectService = field(init=False)
     runs: RunService = field(init=False)
+    users: UserService = field(init=False)
+    registry: RegistryService = field(init=False)
+    models: ModelService = field(init=False)
     stat_cache: StatCache = field(init=False)
 
     def __post_init__(self) -> None:
@@ -58,8 +64,32 @@ class Shipyard:
             scratch=state / "tmp",
             cache=state / "cache" / "datasets",
         )
+        self.users = UserService(self.metadata, self.audit, actor=self.user)
+        self.registry = RegistryService(
+            self.metadata,
+            self.audit,
+            self.lineage,
+            self.users,
+            actor=self.user,
+            require_second_person=self.settings.require_second_person,
+            protected_stages=self.settings.protected_stages,
+            protected_aliases=self.settings.protected_aliases,
+        )
+        self.models = ModelService(
+            self.metadata,
+            self.content,
+            self.objects,
+            self.registry,
+            scratch=state / "tmp",
+            cache=state / "cache" / "models",
+        )
         self.runs = RunService(
-            self.metadata, self.objects, self.lineage, user=self.user, scratch=state / "tmp"
+            self.metadata,
+            self.objects,
+            self.lineage,
+            self.models,
+            user=self.user,
+            scratch=state / "tmp",
         )
         self.maintenance = MaintenanceService(
             self.metadata,

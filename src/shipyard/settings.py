@@ -85,6 +85,28 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "access token for the shipyard server; prefer the environment to the file",
     ),
     SettingSpec(
+        "require_second_person",
+        "registry",
+        "require_second_person",
+        "SHIPYARD_REQUIRE_SECOND_PERSON",
+        "whether a promotion request must be approved by someone other than its requester",
+    ),
+    SettingSpec(
+        "protected_stages",
+        "registry",
+        "protected_stages",
+        "SHIPYARD_PROTECTED_STAGES",
+        "stages a model version enters only through an approved request (comma-separated "
+        "in the environment)",
+    ),
+    SettingSpec(
+        "protected_aliases",
+        "registry",
+        "protected_aliases",
+        "SHIPYARD_PROTECTED_ALIASES",
+        "aliases that move only through an approved request (comma-separated in the environment)",
+    ),
+    SettingSpec(
         "user",
         "identity",
         "user",
@@ -93,6 +115,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
 )
 _BY_SECTION = {(spec.section, spec.key): spec for spec in SETTINGS}
+_LISTS = frozenset({"protected_stages", "protected_aliases"})
 
 
 class Settings(BaseModel):
@@ -111,6 +134,9 @@ class Settings(BaseModel):
     server_uri: str | None = None
     token: str | None = None
     user: str | None = None
+    require_second_person: bool = True
+    protected_stages: tuple[str, ...] = ("production",)
+    protected_aliases: tuple[str, ...] = ("champion",)
 
     @property
     def state_dir(self) -> Path:
@@ -154,7 +180,12 @@ class Settings(BaseModel):
             values.update(_read_config(config))
         for spec in SETTINGS:
             if env.get(spec.env):
-                values[spec.field] = env[spec.env]
+                text = env[spec.env]
+                values[spec.field] = (
+                    tuple(p.strip() for p in text.split(",") if p.strip())
+                    if spec.field in _LISTS
+                    else text
+                )
         values.update({k: v for k, v in overrides.items() if v is not None})
         values.setdefault("metadata_uri", f"sqlite:///{STATE_DIR}/shipyard.db")
         values.setdefault("artifact_uri", f"{STATE_DIR}/artifacts")

@@ -17,6 +17,9 @@ _DEFAULTS = {
     "artifact_uri": f'"{STATE_DIR}/artifacts"',
     "durability": '"full"',
     "executor": '"local"',
+    "require_second_person": "true",
+    "protected_stages": '["production"]',
+    "protected_aliases": '["champion"]',
 }
 
 

@@ -26,11 +26,13 @@ from sqlalchemy import Connection, select
 
 from shipyard.domain.ids import new_id, utcnow
 from shipyard.domain.lineage import Node
+from shipyard.domain.models import ModelVersion
 from shipyard.domain.references import validate_name
 from shipyard.domain.runs import FINAL_STATUSES, Experiment, Run, RunArtifact
 from shipyard.errors import ConflictError, InvalidArgumentError, NotFoundError
 from shipyard.services.lineage import LineageService
 from shipyard.services.metrics import MetricPoint, MetricStore
+from shipyard.services.models import ModelService
 from shipyard.services.objects import LocalFile, ObjectService
 from shipyard.stores.metadata import SqlMetadataStore
 from shipyard.stores.metadata.schema import experiments as experiments_table
@@ -59,6 +61,7 @@ class RunService:
         metadata: SqlMetadataStore,
         objects: ObjectService,
         lineage: LineageService,
+        models: ModelService,
         *,
         user: str,
         scratch: Path,
@@ -66,6 +69,7 @@ class RunService:
         self._metadata = metadata
         self._objects = objects
         self._lineage = lineage
+        self._models = models
         self._user = user
         self._scratch = scratch
         self.metrics = MetricStore(metadata)
@@ -663,6 +667,15 @@ class ActiveRun:
             target = Path(tmp) / Path(artifact_file).name
             figure.savefig(target)
             return self._log_file(target, artifact_file)
+
+    def log_model(self, model: Any, name: str, **options: Any) -> ModelVersion:
+        """Store a model and register it as the next version of ``name``, made by this run.
+
+        Takes the options of ``ModelService.log_model`` (flavor, signature, input_example,
+        training_sample, requirements, description, tags, onnx).
+        """
+        self._check_open()
+        return self._service._models.log_model(model, name, run_id=self.id, **options)
 
     def use_dataset(self, dataset: Any) -> None:
         """Record that this run consumed a dataset version (a ``DatasetHandle`` or ``name@N``)."""

@@ -85,9 +85,7 @@ def upgrade() -> None:
         sa.Column("comment", sa.Text, nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_promotion_requests"),
     )
-    op.create_index(
-        "ix_promotion_requests_name_status", "promotion_requests", ["name", "status"]
-    )
+    op.create_index("ix_promotion_requests_name_status", "promotion_requests", ["name", "status"])
 
 
 def downgrade() -> None:
