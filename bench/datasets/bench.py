@@ -50,7 +50,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--reps", type=int, default=3, help="runs of a), b), d) per tool")
+    parser.add_argument("--reps", type=int, default=2, help="runs of a), b), d) per tool")
     parser.add_argument("--noop-reps", type=int, default=5, help="runs of each c) workload")
     parser.add_argument(
         "--full-reps", type=int, default=2, help="runs of a), b) with durability full (0: skip)"
@@ -186,13 +186,14 @@ def profile_shipyard(data: DataSet, console: Console) -> None:
     """cProfile shipyard's a) and b) once each; print the functions that dominate."""
     out_dir = WORK.parent / "datasets-profile"
     out_dir.mkdir(parents=True, exist_ok=True)
-    for key, what in (("a", "table"), ("b", "files")):
+    workloads: tuple[tuple[str, Input], ...] = (("a", "table"), ("b", "files"))
+    for key, what in workloads:
         side = ShipyardSide(data, WORK, "normal")
         side.setup(99)
         profiler = cProfile.Profile()
         try:
             profiler.enable()
-            side.add(what)  # type: ignore[arg-type]
+            side.add(what)
             profiler.disable()
         finally:
             side.teardown()
@@ -232,7 +233,8 @@ def describe(data: DataSet, params: Params, dvc: DvcSide, cache: str) -> str:
 
 def _startup(dvc: DvcSide) -> float:
     dvc.startup_seconds()  # the first one also compiles/loads; take the next ones
-    return min(dvc.startup_seconds() for _ in range(3))
+    samples: list[float] = [dvc.startup_seconds() for _ in range(3)]
+    return min(samples)
 
 
 def preflight(console: Console) -> None:
@@ -266,6 +268,8 @@ def main(argv: Sequence[str]) -> int:
     results = run_all(data, args, cold, log)
     table_label = f"{data.table_bytes() / GIB:.2f} GiB"
     title = f"datasets: shipyard vs DVC, medians ({args.reps} runs; c) {args.noop_reps} runs)"
+    if message:
+        title += f" (SCALED DOWN to {scale:.2f}: indicative only)"
     console.print()
     render_samples(console, results)
     log(context)

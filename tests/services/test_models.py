@@ -15,7 +15,13 @@ from sklearn.linear_model import Ridge
 
 from shipyard.app import Shipyard, build
 from shipyard.domain.lineage import Node
-from shipyard.errors import CorruptBlobError, InvalidArgumentError, NotFoundError
+from shipyard.errors import (
+    ConflictError,
+    CorruptBlobError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from shipyard.services.flavors.python import ModelContext, PythonModel
 
 
@@ -100,7 +106,7 @@ def test_python_and_onnx_flavors(project: Shipyard, tmp_path: Path) -> None:
 def test_unknown_flavors_and_unsupported_models_are_refused(project: Shipyard) -> None:
     with pytest.raises(InvalidArgumentError, match="supported flavors: onnx, python, sklearn"):
         project.models.log_model(Ridge(), "m", flavor="tensorflow")
-    with pytest.raises(InvalidArgumentError, match="no flavor saves a builtins.dict"):
+    with pytest.raises(InvalidArgumentError, match=r"no flavor saves a builtins\.dict"):
         project.models.log_model({"not": "a model"}, "m")
     with pytest.raises(NotFoundError):
         project.registry.versions("m")
@@ -149,16 +155,16 @@ def test_promotion_needs_an_approver_who_is_not_the_requester(
     for _ in range(2):
         project.models.log_model(Ridge().fit(X, y), "churn", onnx=False)
     carol = people["carol"]
-    with pytest.raises(Exception, match="protected"):
+    with pytest.raises(PermissionDeniedError, match="protected"):
         carol.registry.set_stage("churn@1", "production")
-    with pytest.raises(Exception, match="protected"):
+    with pytest.raises(PermissionDeniedError, match="protected"):
         carol.registry.set_alias("churn@1", "champion")
     request = carol.registry.request("churn@1", "production", "beats the baseline")
-    with pytest.raises(Exception, match="does not hold the approver role"):
+    with pytest.raises(PermissionDeniedError, match="does not hold the approver role"):
         carol.registry.approve(request.id)
     bob = people["bob"]
     own = bob.registry.request("churn@2", "champion", "try it")
-    with pytest.raises(Exception, match="two-person rule"):
+    with pytest.raises(PermissionDeniedError, match="two-person rule"):
         bob.registry.approve(own.id)
     assert project.registry.resolve("churn@1").stage == "none", "nothing changed"
     approved = bob.registry.approve(request.id, "ok")
@@ -174,7 +180,7 @@ def test_promotion_needs_an_approver_who_is_not_the_requester(
     assert actions.count("model.approve") == 3
     assert "model.stage" in actions and "model.alias" in actions
     assert project.audit.verify().ok
-    with pytest.raises(Exception, match="approved already"):
+    with pytest.raises(ConflictError, match="approved already"):
         bob.registry.reject(second.id)
 
 

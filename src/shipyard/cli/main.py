@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from shipyard._version import __version__
-from shipyard.cli import blobs, datasets, db, maintenance, projects
+from shipyard.cli import blobs, datasets, db, maintenance, projects, runs
 from shipyard.cli.context import state
 
 __all__ = ["app", "run"]
@@ -52,6 +52,7 @@ app.command()(maintenance.gc)
 app.add_typer(db.app, name="db")
 app.add_typer(blobs.app, name="blobs")
 app.add_typer(datasets.app, name="data")
+app.add_typer(runs.app, name="runs")
 
 
 def run() -> None:

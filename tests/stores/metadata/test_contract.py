@@ -75,7 +75,8 @@ def test_eight_processes_opening_an_empty_store_migrate_it_exactly_once(
         history = conn.execute(select(schema_history.c.revision)).scalars().all()
     store.close()
     assert revisions == ["0004"] * 8
-    assert history == ["0001", "0002", "0003", "0004"], "each revision is applied and recorded exactly once"
+    once = "each revision is applied and recorded exactly once"
+    assert history == ["0001", "0002", "0003", "0004"], once
 
 
 def test_a_failed_write_transaction_leaves_nothing(metadata_uri: str) -> None:
