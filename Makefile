@@ -19,7 +19,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.installed-demo: pyproject.toml | $(PY)
-	$(PIP) install -e . scikit-learn pandas
+	$(PIP) install -e '.[ml]'
 	touch $@
 
 demo: $(VENV)/.installed-demo

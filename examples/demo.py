@@ -6,6 +6,7 @@ it never touches anything else on the machine.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -19,12 +20,16 @@ from rich.rule import Rule
 console = Console(highlight=False)
 
 
-def step(title: str, *args: str, cwd: Path, expect: int = 0) -> str:
-    """Run `shipyard ARGS` in the project, show the command and its output."""
-    console.print(Rule(f"[bold]{title}"))
-    console.print(f"[cyan]$ shipyard {shlex.join(args)}[/cyan]")
+def step(title: str, *args: str, cwd: Path, expect: int = 0, user: str | None = None) -> str:
+    """Run `shipyard ARGS` in the project (as USER), show the command and its output."""
+    if title:
+        console.print(Rule(f"[bold]{title}"))
+    who = f"SHIPYARD_USER={user} " if user else ""
+    console.print(f"[cyan]$ {who}shipyard {shlex.join(args)}[/cyan]")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
     env["COLUMNS"] = "110"
+    if user:
+        env["SHIPYARD_USER"] = user
     result = subprocess.run(
         [sys.executable, "-m", "shipyard", *args],
         cwd=cwd,
@@ -109,9 +114,117 @@ def main() -> None:
             expect=1,
         )
         step("8. what changed between the versions", "data", "diff", "wine@1", "wine@2", cwd=root)
-        step("9. check every blob and reference", "fsck", cwd=root)
-        step("10. blobs nothing references", "gc", "--dry-run", cwd=root)
+        best = train_two_models(root)
+        step(
+            "12. the runs, best first",
+            "runs",
+            "list",
+            "--experiment",
+            "wine",
+            "--order-by",
+            "metrics.accuracy desc",
+            cwd=root,
+        )
+        step("13. the registered versions", "models", "versions", "wine-classifier", cwd=root)
+        step(
+            "14. users: alice is admin, bob approves",
+            "users",
+            "create",
+            "alice",
+            "--role",
+            "admin",
+            cwd=root,
+            user="alice",
+        )
+        step("", "users", "create", "bob", "--role", "approver", cwd=root, user="alice")
+        out = step(
+            "15. alice asks for the better model to go to production",
+            "models",
+            "request",
+            best,
+            "--to",
+            "production",
+            "--reason",
+            "best validation accuracy",
+            "--json",
+            cwd=root,
+            user="alice",
+        )
+        request_id = json.loads(out)["id"]
+        step(
+            "   she cannot approve her own request (two-person rule): exit 4",
+            "models",
+            "approve",
+            request_id,
+            cwd=root,
+            user="alice",
+            expect=4,
+        )
+        step(
+            "16. bob approves it",
+            "models",
+            "approve",
+            request_id,
+            "--comment",
+            "looks good",
+            cwd=root,
+            user="bob",
+        )
+        step("17. where production came from", "lineage", "wine-classifier@production", cwd=root)
+        step("18. the audit log is intact", "audit", "verify", cwd=root)
+        step("19. check every blob and reference", "fsck", cwd=root)
+        step("20. blobs nothing references", "gc", "--dry-run", cwd=root)
         console.print(Rule("[green]demo finished"))
+
+
+def train_two_models(root: Path) -> str:
+    """Train two classifiers on wine@2 with the Python API, log and register both.
+
+    Returns:
+        The reference of the better version.
+    """
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    import shipyard
+
+    console.print(Rule("[bold]11. train two models on wine@2, tracked and registered"))
+    with shipyard.connect(root, user="alice") as project:
+        data = project.datasets.get("wine@2")
+        frame = data.to_pandas()
+        features = frame.drop(columns=["id", "target", "batch"])
+        X_train, X_test, y_train, y_test = train_test_split(
+            features, frame["target"], test_size=0.3, random_state=0, stratify=frame["target"]
+        )
+        candidates = {
+            "logistic": LogisticRegression(max_iter=5000),
+            "forest": RandomForestClassifier(n_estimators=100, max_depth=6, random_state=0),
+        }
+        scores: dict[str, float] = {}
+        for name, model in candidates.items():
+            with project.runs.start_run("wine", name=name) as run:
+                run.use_dataset(data)
+                run.log_params(model.get_params())
+                model.fit(X_train, y_train)
+                accuracy = float((model.predict(X_test) == y_test).mean())
+                run.log_metric("accuracy", accuracy)
+                version = run.log_model(
+                    model, "wine-classifier", input_example=X_test[:5], training_sample=X_train
+                )
+            scores[version.ref] = accuracy
+            console.print(
+                f"  {name}: accuracy {accuracy:.3f} -> {version.ref} "
+                f"(ONNX {version.onnx_status}"
+                + (
+                    f", max diff {version.onnx_max_diff:.2g})"
+                    if version.onnx_max_diff is not None
+                    else ")"
+                )
+            )
+    best = max(scores, key=lambda ref: scores[ref])
+    console.print(f"  the better model is {best}")
+    return best
 
 
 CHECKS = """
