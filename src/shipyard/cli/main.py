@@ -7,7 +7,18 @@ from pathlib import Path
 import typer
 
 from shipyard._version import __version__
-from shipyard.cli import blobs, datasets, db, maintenance, projects, runs
+from shipyard.cli import (
+    audit,
+    blobs,
+    datasets,
+    db,
+    lineage,
+    maintenance,
+    models,
+    projects,
+    runs,
+    users,
+)
 from shipyard.cli.context import state
 
 __all__ = ["app", "run"]
@@ -53,6 +64,10 @@ app.add_typer(db.app, name="db")
 app.add_typer(blobs.app, name="blobs")
 app.add_typer(datasets.app, name="data")
 app.add_typer(runs.app, name="runs")
+app.add_typer(models.app, name="models")
+app.add_typer(users.app, name="users")
+app.add_typer(audit.app, name="audit")
+app.command("lineage")(lineage.show)
 
 
 def run() -> None:

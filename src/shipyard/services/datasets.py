@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import builtins
-import io
 import json
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +29,9 @@ from shipyard.errors import (
     DataValidationError,
     InvalidArgumentError,
     MissingDependencyError,
-    UnsafePathError,
 )
 from shipyard.services.audit import AuditService
-from shipyard.services.objects import LocalFile, ObjectService, StoredFile
+from shipyard.services.objects import LocalFile, ObjectService, StoredFile, check_relative_path
 from shipyard.services.sources import resolve_source
 from shipyard.stores.artifacts.content import ContentStore
 from shipyard.stores.metadata import SqlMetadataStore
@@ -137,7 +133,7 @@ class DatasetService:
             )
         with resolve_source(source, sql=sql, db=db, scratch=self._scratch) as resolved:
             for local in resolved.files:
-                _check_path(local.name)
+                check_relative_path(local.name)
             if progress is not None:
                 progress("hash", 0, len(resolved.files))
             stored, hashed = self._objects.hash(resolved.files)
@@ -153,7 +149,7 @@ class DatasetService:
                 stored,
                 progress=None if progress is None else lambda d, t: progress("store", d, t),
             )
-            manifest = self._content.put_bytes(_manifest_bytes(stored))
+            manifest = self._objects.put_manifest(stored)
             profile_blob = (
                 self._content.put_bytes(json.dumps(profile.to_dict()).encode())
                 if profile is not None
@@ -174,7 +170,7 @@ class DatasetService:
                     conn,
                     name=name,
                     identity=identity,
-                    manifest=manifest.digest,
+                    manifest=manifest,
                     table_format=table_format,
                     stored=stored,
                     profile=profile,
@@ -182,7 +178,7 @@ class DatasetService:
                     card=card,
                     keys=keys,
                 )
-            new_bytes = staged.new_bytes + (manifest.size if manifest.new else 0)
+            new_bytes = staged.new_bytes
         return AddResult(version, True, new_bytes, hashed)
 
     def _describe(
@@ -377,10 +373,8 @@ class DatasetService:
 
     def manifest(self, version: DatasetVersion) -> builtins.list[ManifestEntry]:
         """The files of a version."""
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(io.BytesIO(self._content.read_bytes(version.manifest_digest)))
-        return [ManifestEntry(**row) for row in table.to_pylist()]
+        files = self._objects.read_manifest(version.manifest_digest)
+        return [ManifestEntry(f.name, f.size, f.digest) for f in files]
 
     def profile(self, version: DatasetVersion) -> TableProfile | None:
         """The stored profile of a table version (None for a version of opaque files)."""
@@ -392,31 +386,11 @@ class DatasetService:
     def path(self, version: DatasetVersion) -> Path:
         """A local folder holding the version's files, verified; cached across calls."""
         target = self._cache / version.name / str(version.version) / version.content_digest[7:19]
-        if (target / ".complete").exists():
-            return target / "files"
-        staging = Path(tempfile.mkdtemp(prefix="materialise-", dir=self._scratch))
-        try:
-            self.export(version, staging / "files")
-            (staging / ".complete").touch()
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                staging.rename(target)
-            except OSError:  # another process finished first: its copy is as good
-                if not (target / ".complete").exists():
-                    raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return target / "files"
+        return self._objects.materialise(version.manifest_digest, target, self._scratch)
 
     def export(self, version: DatasetVersion, dest: Path) -> builtins.list[Path]:
         """Write a version's files under ``dest``, each verified against its digest."""
-        dest = Path(dest)
-        written: builtins.list[Path] = []
-        for entry in self.manifest(version):
-            target = dest.joinpath(*_check_path(entry.path).split("/"))
-            self._objects.export(entry.digest, target)
-            written.append(target)
-        return written
+        return self._objects.export_all(self._objects.read_manifest(version.manifest_digest), dest)
 
     def read_table(self, version: DatasetVersion) -> Any:
         """A table version's rows as a ``pyarrow.Table``, read the way it was profiled.
@@ -632,36 +606,11 @@ def _check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
     return dict(tags)
 
 
-def _check_path(name: str) -> str:
-    """A file's path inside a dataset: relative, no '..', no NUL, no backslash."""
-    if not name or name.startswith("/") or "\\" in name or "\0" in name:
-        raise UnsafePathError(name, "a file inside a dataset has a plain relative path")
-    if any(part in ("", ".", "..") for part in name.split("/")):
-        raise UnsafePathError(name, "'.', '..' and empty segments are not allowed")
-    return name
-
-
 def _table_format(files: Sequence[LocalFile]) -> str | None:
     formats = {format_of(f.name) for f in files}
     if len(formats) == 1:
         return formats.pop()
     return None
-
-
-def _manifest_bytes(stored: Sequence[StoredFile]) -> bytes:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.table(
-        {
-            "path": [f.name for f in stored],
-            "size": pa.array([f.size for f in stored], pa.int64()),
-            "digest": [f.digest for f in stored],
-        }
-    )
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
-    return sink.getvalue()
 
 
 def _version(row: Mapping[str, Any] | RowMapping) -> DatasetVersion:

@@ -6,10 +6,8 @@ example and, where a converter exists, an ONNX export kept only if its predictio
 
 from __future__ import annotations
 
-import io
 import json
 import platform
-import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -122,7 +120,7 @@ class ModelService:
             ]
             stored, _ = self._objects.hash(files)
             staged = self._objects.stage(files, stored)
-            manifest = self._content.put_bytes(_manifest(stored))
+            manifest = self._objects.put_manifest(stored)
             with self._metadata.write() as conn:
                 self._objects.commit(conn, staged)
                 return self._registry.create_version(
@@ -130,7 +128,7 @@ class ModelService:
                     name=name,
                     flavor=chosen.name,
                     run_id=run_id,
-                    manifest=manifest.digest,
+                    manifest=manifest,
                     signature=signature,
                     requirements=pins,
                     onnx=report,
@@ -175,35 +173,14 @@ class ModelService:
     def path(self, version: ModelVersion) -> Path:
         """A local folder with the version's files, verified against their digests; cached."""
         target = self._cache / version.name / str(version.version) / version.manifest_digest[7:19]
-        if (target / ".complete").exists():
-            return target / "files"
-        self._scratch.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix="model-", dir=self._scratch))
-        try:
-            for entry in self.files(version):
-                self._objects.export(entry["digest"], staging / "files" / entry["path"])
-            (staging / ".complete").touch()
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                staging.rename(target)
-            except OSError:
-                if not (target / ".complete").exists():
-                    raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return target / "files"
+        return self._objects.materialise(version.manifest_digest, target, self._scratch)
 
     def files(self, version: ModelVersion) -> list[dict[str, Any]]:
         """The version's files: path, size, digest."""
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(io.BytesIO(self._content.read_bytes(version.manifest_digest)))
-        entries: list[dict[str, Any]] = table.to_pylist()
-        for entry in entries:
-            parts = entry["path"].split("/")
-            if any(p in ("", ".", "..") for p in parts) or entry["path"].startswith("/"):
-                raise InvalidArgumentError(f"model file path {entry['path']!r} is unsafe")
-        return entries
+        return [
+            {"path": f.name, "size": f.size, "digest": f.digest}
+            for f in self._objects.read_manifest(version.manifest_digest)
+        ]
 
     def load(self, reference: str, *, runtime: str = "native") -> LoadedModel:
         """Load a version to predict: ``sy.models.load("churn@champion").predict(df)``.
@@ -229,22 +206,6 @@ class ModelService:
         if runtime != "native":
             raise InvalidArgumentError(f"runtime is 'native' or 'onnx', not {runtime!r}")
         return flavor_named(version.flavor).load(folder)
-
-
-def _manifest(stored: Sequence[Any]) -> bytes:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.table(
-        {
-            "path": [f.name for f in stored],
-            "size": pa.array([f.size for f in stored], pa.int64()),
-            "digest": [f.digest for f in stored],
-        }
-    )
-    sink = io.BytesIO()
-    pq.write_table(table, sink)
-    return sink.getvalue()
 
 
 def _example_json(example: Any) -> str:

@@ -14,7 +14,10 @@ a chunked file's pieces. Every read is verified against the file's digest.
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,13 +28,21 @@ from sqlalchemy import Connection, select
 
 from shipyard.domain.digests import format_digest
 from shipyard.domain.ids import utcnow
-from shipyard.errors import ConflictError, CorruptBlobError, NotFoundError
+from shipyard.errors import ConflictError, CorruptBlobError, NotFoundError, UnsafePathError
 from shipyard.stores.artifacts.content import ContentStore, hash_file
 from shipyard.stores.metadata import SqlMetadataStore
 from shipyard.stores.metadata.schema import object_chunks, objects
 from shipyard.stores.statcache import StatCache, StatKey
 
-__all__ = ["CHUNK_FROM", "PACK_MAX", "LocalFile", "ObjectService", "StagedObjects", "StoredFile"]
+__all__ = [
+    "CHUNK_FROM",
+    "PACK_MAX",
+    "LocalFile",
+    "ObjectService",
+    "StagedObjects",
+    "StoredFile",
+    "check_relative_path",
+]
 
 PACK_MAX = 256 * 1024
 PACK_TARGET = 32 * 1024 * 1024
@@ -294,6 +305,65 @@ class ObjectService:
         """The whole verified content of an object."""
         return b"".join(self.iter_bytes(digest))
 
+    # -- manifests: the list of files of a version ----------------------------------------
+
+    def put_manifest(self, stored: Sequence[StoredFile]) -> str:
+        """Store the file list of a version (a small Parquet blob); returns its digest."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.table(
+            {
+                "path": [check_relative_path(f.name) for f in stored],
+                "size": pa.array([f.size for f in stored], pa.int64()),
+                "digest": [f.digest for f in stored],
+            }
+        )
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="zstd")
+        return self._content.put_bytes(sink.getvalue()).digest
+
+    def read_manifest(self, digest: str) -> list[StoredFile]:
+        """The file list a manifest blob holds, each path checked again."""
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(io.BytesIO(self._content.read_bytes(digest)))
+        return [
+            StoredFile(check_relative_path(r["path"]), r["size"], r["digest"])
+            for r in table.to_pylist()
+        ]
+
+    def export_all(self, files: Sequence[StoredFile], dest: Path) -> list[Path]:
+        """Write files under ``dest``, each verified against its digest."""
+        written = []
+        for entry in files:
+            target = Path(dest).joinpath(*check_relative_path(entry.name).split("/"))
+            self.export(entry.digest, target)
+            written.append(target)
+        return written
+
+    def materialise(self, manifest: str, target: Path, scratch: Path) -> Path:
+        """A local folder with a manifest's files, verified; built once, then reused.
+
+        Concurrent callers may both build it; the first rename wins and both use it.
+        """
+        if (target / ".complete").exists():
+            return target / "files"
+        scratch.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix="materialise-", dir=scratch))
+        try:
+            self.export_all(self.read_manifest(manifest), staging / "files")
+            (staging / ".complete").touch()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                staging.rename(target)
+            except OSError:  # another process finished first: its copy is as good
+                if not (target / ".complete").exists():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return target / "files"
+
     def export(self, digest: str, dest: Path) -> None:
         """Write an object to a local file; it appears only once verified."""
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -305,6 +375,19 @@ class ObjectService:
             tmp.replace(dest)
         finally:
             tmp.unlink(missing_ok=True)
+
+
+def check_relative_path(name: str) -> str:
+    """A file's path inside a version: relative, no '..', no NUL, no backslash.
+
+    Raises:
+        UnsafePathError: for anything else.
+    """
+    if not name or name.startswith("/") or "\\" in name or "\0" in name:
+        raise UnsafePathError(name, "a file inside a version has a plain relative path")
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        raise UnsafePathError(name, "'.', '..' and empty segments are not allowed")
+    return name
 
 
 def _read_checked(path: Path, digest: str) -> bytes:

@@ -417,8 +417,8 @@ def svg_lines(
 
     # Infinities get a band of their own at the edge, apart from the largest finite value.
     has_inf = [bool((y == v).any()) for v in (math.inf, -math.inf) for _, _, y in prepared]
-    band_top = 10.0 if any(has_inf[: len(prepared)]) else 0.0
-    band_bottom = 10.0 if any(has_inf[len(prepared) :]) else 0.0
+    band_top = 16.0 if any(has_inf[: len(prepared)]) else 0.0
+    band_bottom = 16.0 if any(has_inf[len(prepared) :]) else 0.0
     inner = plot_h - band_top - band_bottom
 
     def sy(v: float) -> float:
@@ -441,7 +441,8 @@ def svg_lines(
     for band, at, sign in ((band_top, top, "+"), (band_bottom, top + plot_h, "-")):
         if band:
             parts.append(f'<text x="{left - 6}" y="{at + 4}" text-anchor="end">{sign}∞</text>')
-    for tick in _ticks(x0, x1):
+    whole = bool(np.all(all_x == np.round(all_x)))
+    for tick in _ticks(x0, x1, whole=whole):
         if x0 <= tick <= x1:
             px = sx(tick)
             parts.append(
@@ -521,14 +522,18 @@ def _padded(lo: float, hi: float) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
-def _ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """About ``count`` round numbers (1, 2, 2.5 or 5 times a power of ten) covering the range."""
+def _ticks(lo: float, hi: float, count: int = 5, *, whole: bool = False) -> list[float]:
+    """About ``count`` round numbers (1, 2, 2.5 or 5 times a power of ten) covering the range.
+
+    With ``whole``, ticks are whole numbers (training steps have no halves).
+    """
     span = hi - lo
     if not math.isfinite(span) or span <= 0:
         return [lo, hi]
-    raw = span / count
+    raw = max(span / count, 1.0) if whole else span / count
     magnitude = 10.0 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    factors = (1, 2, 5, 10) if whole else (1, 2, 2.5, 5, 10)
+    step = next(m * magnitude for m in factors if m * magnitude >= raw)
     first = math.floor(lo / step)
     last = math.ceil(hi / step)
     return [float(i * step) for i in range(first, last + 1)]

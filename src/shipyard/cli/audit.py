@@ -1,0 +1,104 @@
+"""``shipyard audit``: read the audit log and verify its hash chain."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.markup import escape
+
+from shipyard.cli.context import JsonOption, open_project
+from shipyard.cli.output import console, emit_json, errors_to_exit, kv_table, table
+from shipyard.domain.audit import AuditEntry
+
+__all__ = ["app"]
+
+app = typer.Typer(help="The append-only, hash-chained log of every change.", no_args_is_help=True)
+
+
+def _state(value: Any) -> str:
+    return "" if value is None else json.dumps(value, sort_keys=True, default=str)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    after: int = typer.Option(0, "--after", help="Only entries after this sequence number."),
+    limit: int = typer.Option(100, "--limit", "-n", min=1, help="Entries in this page."),
+    kind: str | None = typer.Option(
+        None,
+        "--kind",
+        "-k",
+        help="Only entries about this kind of record: model_version, model_alias, "
+        "promotion_request, user, dataset_version, …",
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """List audit entries, oldest first, a page at a time."""
+    with errors_to_exit():
+        entries = open_project(ctx).audit.list(after=after, limit=limit, entity_kind=kind)
+    if as_json:
+        emit_json([e.to_dict() for e in entries])
+        return
+    rows = [
+        (
+            e.seq,
+            e.at.strftime("%Y-%m-%d %H:%M:%S"),
+            escape(e.actor),
+            escape(e.action),
+            escape(f"{e.entity_kind} {e.entity_id}"),
+            escape(_state(e.before)),
+            escape(_state(e.after)),
+        )
+        for e in entries
+    ]
+    console.print(table(("seq", "at (UTC)", "who", "action", "record", "before", "after"), rows))
+    if len(entries) == limit:
+        console.print(f"more: --after {entries[-1].seq}")
+
+
+@app.command()
+def verify(ctx: typer.Context, as_json: bool = JsonOption) -> None:
+    """Re-compute every entry's hash; exit 1 naming the first entry edited, removed or moved."""
+    with errors_to_exit():
+        project = open_project(ctx)
+        check = project.audit.verify()
+        entry: AuditEntry | None = None
+        if check.broken_at is not None:
+            # Show the stored entry when there is one (a removed entry has none).
+            found = project.audit.list(after=check.broken_at - 1, limit=1)
+            entry = found[0] if found and found[0].seq == check.broken_at else None
+    if as_json:
+        emit_json(
+            {
+                "ok": check.ok,
+                "entries": check.entries,
+                "broken_at": check.broken_at,
+                "reason": check.reason,
+                "entry": entry.to_dict() if entry else None,
+            }
+        )
+    elif check.ok:
+        console.print(f"[green]audit log intact[/green]: {check.entries} entries chain")
+    else:
+        console.print(
+            f"[red]audit log broken at entry {check.broken_at}[/red]: {escape(check.reason or '')}"
+        )
+        if entry is not None:
+            console.print(
+                kv_table(
+                    {
+                        "seq": entry.seq,
+                        "at": entry.at.isoformat(),
+                        "who": escape(entry.actor),
+                        "action": escape(entry.action),
+                        "record": escape(f"{entry.entity_kind} {entry.entity_id}"),
+                        "before": escape(_state(entry.before)),
+                        "after": escape(_state(entry.after)),
+                        "hash": entry.hash,
+                    }
+                )
+            )
+    if not check.ok:
+        raise typer.Exit(1)

@@ -1,0 +1,255 @@
+"""``shipyard models``: list and show model versions, move aliases and stages, and approve."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import typer
+from rich.markup import escape
+
+from shipyard.cli.context import JsonOption, open_project
+from shipyard.cli.output import console, emit_json, errors_to_exit, kv_table, table
+from shipyard.domain.models import ModelVersion, PromotionRequest
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="The model registry: versions, aliases, stages and approved promotions.",
+    no_args_is_help=True,
+)
+
+_VersionRef = typer.Argument(..., help="NAME@VERSION, NAME@latest, NAME@ALIAS or NAME@STAGE.")
+_RequestId = typer.Argument(..., help="The request id `shipyard models requests` shows.")
+_Comment = typer.Option(None, "--comment", "-m", help="Why: kept with the decision.")
+
+
+def _when(value: datetime | None) -> str:
+    return "" if value is None else value.strftime("%Y-%m-%d %H:%M")
+
+
+def _onnx(version: ModelVersion) -> str:
+    if version.onnx_status == "attached":
+        diff = version.onnx_max_diff
+        return "attached" + ("" if diff is None else f" (max diff {diff:.3g})")
+    return f"{version.onnx_status}: {version.onnx_reason or ''}".rstrip(": ")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, as_json: bool = JsonOption) -> None:
+    """List registered models with their latest version and aliases."""
+    with errors_to_exit():
+        found = open_project(ctx).registry.models()
+    if as_json:
+        emit_json([m.to_dict() for m in found])
+        return
+    rows = [
+        (
+            escape(m.name),
+            m.latest_version,
+            escape(", ".join(f"{a}→{v}" for a, v in sorted(m.aliases.items()))),
+            _when(m.created_at),
+            escape(m.description or ""),
+        )
+        for m in found
+    ]
+    console.print(table(("name", "latest", "aliases", "created (UTC)", "description"), rows))
+
+
+@app.command()
+def versions(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Model name."),
+    as_json: bool = JsonOption,
+) -> None:
+    """List every version of a model with its flavor, stage, aliases and ONNX status."""
+    with errors_to_exit():
+        found = open_project(ctx).registry.versions(name)
+    if as_json:
+        emit_json([v.to_dict() for v in found])
+        return
+    rows = [
+        (
+            escape(v.ref),
+            v.flavor,
+            v.stage,
+            escape(", ".join(v.aliases)),
+            v.onnx_status,
+            v.run_id,
+            _when(v.created_at),
+            escape(v.created_by),
+        )
+        for v in found
+    ]
+    console.print(
+        table(("version", "flavor", "stage", "aliases", "onnx", "run", "created (UTC)", "by"), rows)
+    )
+
+
+@app.command()
+def show(ctx: typer.Context, reference: str = _VersionRef, as_json: bool = JsonOption) -> None:
+    """Show a version: signature, requirements, ONNX export, stage, aliases, run and files."""
+    with errors_to_exit():
+        project = open_project(ctx)
+        version = project.registry.resolve(reference)
+        files = project.models.files(version)
+    if as_json:
+        emit_json({**version.to_dict(), "files": files})
+        return
+    console.print(f"[bold]{escape(version.ref)}[/bold] ({version.flavor})")
+    console.print(
+        kv_table(
+            {
+                "stage": version.stage,
+                "aliases": escape(", ".join(version.aliases)),
+                "run": version.run_id,
+                "onnx": escape(_onnx(version)),
+                "requirements": escape(", ".join(version.requirements)),
+                "description": escape(version.description or ""),
+                "tags": escape(", ".join(f"{k}={v}" for k, v in version.tags.items())),
+                "created": f"{version.created_at.isoformat()} by {escape(version.created_by)}",
+                "manifest": version.manifest_digest,
+            }
+        )
+    )
+    if version.signature is not None:
+        columns = [
+            (direction, escape(c.name), c.type, "yes" if c.nullable else "")
+            for direction, specs in (
+                ("input", version.signature.inputs),
+                ("output", version.signature.outputs),
+            )
+            for c in specs
+        ]
+        console.print(table(("", "column", "type", "nullable"), columns, title="signature"))
+    rows = [(escape(f["path"]), f"{f['size']:,}", f["digest"][:19] + "…") for f in files]
+    console.print(table(("file", "bytes", "digest"), rows, title=f"{len(files)} file(s)"))
+
+
+@app.command()
+def alias(
+    ctx: typer.Context,
+    reference: str = _VersionRef,
+    name: str = typer.Argument(..., help="The alias, such as 'challenger'."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Point NAME@ALIAS at a version; protected aliases need `models request` instead."""
+    with errors_to_exit():
+        version = open_project(ctx).registry.set_alias(reference, name)
+    if as_json:
+        emit_json(version.to_dict())
+    else:
+        console.print(f"{escape(version.name)}@{escape(name)} -> {escape(version.ref)}")
+
+
+@app.command()
+def stage(
+    ctx: typer.Context,
+    reference: str = _VersionRef,
+    name: str = typer.Argument(..., help="none, staging, production or archived."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Move a version to a stage; protected stages need `models request` instead."""
+    with errors_to_exit():
+        version = open_project(ctx).registry.set_stage(reference, name)
+    if as_json:
+        emit_json(version.to_dict())
+    else:
+        console.print(f"{escape(version.ref)} is in stage {version.stage}")
+
+
+@app.command()
+def request(
+    ctx: typer.Context,
+    reference: str = _VersionRef,
+    to: str = typer.Option(..., "--to", help="The stage or alias wanted, such as 'production'."),
+    reason: str | None = typer.Option(
+        None, "--reason", "-r", help="Why; an approver reads it. Required."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Ask for a version to move to a (protected) stage or alias; an approver decides."""
+    with errors_to_exit():
+        # The service refuses an empty reason with a message naming --reason.
+        made = open_project(ctx).registry.request(reference, to, reason or "")
+    if as_json:
+        emit_json(made.to_dict())
+    else:
+        console.print(
+            f"requested {escape(made.name)}@{made.version} -> {escape(made.target)}: "
+            f"request {made.id}; an approver decides with "
+            f"`shipyard models approve {made.id}`"
+        )
+
+
+@app.command()
+def requests(
+    ctx: typer.Context,
+    all_: bool = typer.Option(False, "--all", "-a", help="Decided requests too, not only pending."),
+    model: str | None = typer.Option(None, "--model", help="Only requests for this model."),
+    as_json: bool = JsonOption,
+) -> None:
+    """List promotion requests, newest first: pending ones unless --all."""
+    with errors_to_exit():
+        found = open_project(ctx).registry.requests(status=None if all_ else "pending", name=model)
+    if as_json:
+        emit_json([r.to_dict() for r in found])
+        return
+    rows = [
+        (
+            r.id,
+            escape(f"{r.name}@{r.version}"),
+            escape(r.target),
+            r.status,
+            escape(r.requested_by),
+            _when(r.requested_at),
+            escape(r.reason),
+            escape(r.decided_by or ""),
+            escape(r.comment or ""),
+        )
+        for r in found
+    ]
+    console.print(
+        table(
+            ("id", "version", "to", "status", "by", "at (UTC)", "reason", "decided by", "comment"),
+            rows,
+            title="promotion requests" if all_ else "pending promotion requests",
+        )
+    )
+
+
+@app.command()
+def approve(
+    ctx: typer.Context,
+    request_id: str = _RequestId,
+    comment: str | None = _Comment,
+    as_json: bool = JsonOption,
+) -> None:
+    """Approve a pending request and apply it (needs the approver role)."""
+    with errors_to_exit():
+        decided = open_project(ctx).registry.approve(request_id, comment)
+    _decided(decided, as_json)
+
+
+@app.command()
+def reject(
+    ctx: typer.Context,
+    request_id: str = _RequestId,
+    comment: str | None = _Comment,
+    as_json: bool = JsonOption,
+) -> None:
+    """Reject a pending request (needs the approver role)."""
+    with errors_to_exit():
+        decided = open_project(ctx).registry.reject(request_id, comment)
+    _decided(decided, as_json)
+
+
+def _decided(decided: PromotionRequest, as_json: bool) -> None:
+    if as_json:
+        emit_json(decided.to_dict())
+        return
+    color = "green" if decided.status == "approved" else "yellow"
+    console.print(
+        f"[{color}]{decided.status}[/{color}] {decided.id}: "
+        f"{escape(decided.name)}@{decided.version} -> {escape(decided.target)} "
+        f"(by {escape(decided.decided_by or '')})"
+    )
