@@ -13,6 +13,11 @@ from shipyard.app import Shipyard, build
 from shipyard.domain.ids import new_id
 from shipyard.settings import Settings
 
+# Two cores run two test workers: OpenMP pools in every worker (scikit-learn's gradient
+# boosting, numpy's BLAS) would oversubscribe them and spin, making some tests 100x slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 PG_SERVER = os.environ.get("SHIPYARD_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
