@@ -87,3 +87,18 @@ def test_bad_searches_get_clear_errors(
 ) -> None:
     with pytest.raises(InvalidArgumentError, match=match):
         project.runs.search(**kwargs)  # type: ignore[arg-type]
+
+
+def test_duration_like_and_numeric_params_agree_on_both_backends(project: Shipyard) -> None:
+    with project.runs.start_run("x", name="Alpha", capture=False) as run:
+        run.log_param("p", "v2")
+    with project.runs.start_run("x", name="beta", capture=False) as run:
+        run.log_param("p", "3")
+    assert [r.name for r in project.runs.search(filter="params.p > 1")] == ["beta"]
+    assert len(project.runs.search(filter="duration >= 0")) == 2
+    assert len(project.runs.search(filter="duration < 0")) == 0
+    assert [r.name for r in project.runs.search(filter="name like 'A%'")] == ["Alpha"]
+    assert len(project.runs.search(filter="name like 'a%'")) == 0, "like is case-sensitive"
+    assert len(project.runs.search(filter="name ilike 'a%'")) == 1
+    with pytest.raises(InvalidArgumentError, match="is a number"):
+        project.runs.search(filter="metrics.m like '1%'")

@@ -191,3 +191,24 @@ def test_metrics_reach_the_store_within_the_flush_interval(project: Shipyard) ->
         while "m" not in project.runs.get(run.id).metrics:
             assert time.monotonic() < deadline, "the background flush never came"
             time.sleep(0.05)
+
+
+def test_a_failed_flush_keeps_the_points_for_the_next_one(
+    project: Shipyard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shipyard.errors import StoreUnavailableError
+
+    with project.runs.start_run("e", capture=False) as run:
+        run.log_metric("m", 1.0)
+        real = project.runs._write_metrics
+        monkeypatch.setattr(
+            project.runs,
+            "_write_metrics",
+            lambda *a, **k: (_ for _ in ()).throw(StoreUnavailableError("db", "locked")),
+        )
+        with pytest.raises(StoreUnavailableError):
+            run.flush()
+        run.log_metric("m", 2.0)
+        monkeypatch.setattr(project.runs, "_write_metrics", real)
+    history = project.runs.metrics.history(run.id, "m")
+    assert list(history.values) == [1.0, 2.0]

@@ -18,7 +18,25 @@ app = typer.Typer(help="The append-only, hash-chained log of every change.", no_
 
 
 def _state(value: Any) -> str:
-    return "" if value is None else json.dumps(value, sort_keys=True, default=str)
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _change(before: Any, after: Any) -> str:
+    """``key: old → new`` for what changed, so an entry reads in one narrow column."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        keys = sorted(set(before) | set(after))
+        return ", ".join(
+            f"{k}: {_state(before.get(k))} → {_state(after.get(k))}"
+            for k in keys
+            if before.get(k) != after.get(k)
+        )
+    if before is None and isinstance(after, dict):
+        return ", ".join(f"{k}={_state(v)}" for k, v in sorted(after.items()))
+    return f"{_state(before)} → {_state(after)}"
 
 
 @app.command("list")
@@ -44,16 +62,20 @@ def list_(
     rows = [
         (
             e.seq,
-            e.at.strftime("%Y-%m-%d %H:%M:%S"),
+            e.at.strftime("%Y-%m-%d %H:%M"),
             escape(e.actor),
             escape(e.action),
             escape(f"{e.entity_kind} {e.entity_id}"),
-            escape(_state(e.before)),
-            escape(_state(e.after)),
+            escape(_change(e.before, e.after)),
         )
         for e in entries
     ]
-    console.print(table(("seq", "at (UTC)", "who", "action", "record", "before", "after"), rows))
+    out = table(("seq", "at (UTC)", "who", "action", "record", "change"), rows)
+    for column in (out.columns[1], out.columns[3]):
+        column.no_wrap = True
+    for column in (out.columns[4], out.columns[5]):
+        column.overflow = "fold"  # ids wrap whole rather than end in "…"
+    console.print(out)
     if len(entries) == limit:
         console.print(f"more: --after {entries[-1].seq}")
 

@@ -10,6 +10,7 @@ from rich.markup import escape
 from shipyard.cli.context import JsonOption, open_project
 from shipyard.cli.output import console, emit_json, errors_to_exit, kv_table, table
 from shipyard.domain.models import ModelVersion, PromotionRequest
+from shipyard.services.run_reports import short_id
 
 __all__ = ["app"]
 
@@ -20,6 +21,7 @@ app = typer.Typer(
 
 _VersionRef = typer.Argument(..., help="NAME@VERSION, NAME@latest, NAME@ALIAS or NAME@STAGE.")
 _RequestId = typer.Argument(..., help="The request id `shipyard models requests` shows.")
+_STATUS_COLORS = {"pending": "cyan", "approved": "green", "rejected": "yellow"}
 _Comment = typer.Option(None, "--comment", "-m", help="Why: kept with the decision.")
 
 
@@ -74,7 +76,7 @@ def versions(
             v.stage,
             escape(", ".join(v.aliases)),
             v.onnx_status,
-            v.run_id,
+            short_id(v.run_id) if v.run_id else "",
             _when(v.created_at),
             escape(v.created_by),
         )
@@ -194,27 +196,24 @@ def requests(
     if as_json:
         emit_json([r.to_dict() for r in found])
         return
-    rows = [
-        (
-            r.id,
-            escape(f"{r.name}@{r.version}"),
-            escape(r.target),
-            r.status,
-            escape(r.requested_by),
-            _when(r.requested_at),
-            escape(r.reason),
-            escape(r.decided_by or ""),
-            escape(r.comment or ""),
+    if not found:
+        console.print("no pending promotion requests" if not all_ else "no promotion requests")
+    # A block per request, not a table: the id stays whole to copy into `models approve`.
+    for r in found:
+        color = _STATUS_COLORS.get(r.status, "white")
+        console.print(
+            f"[bold]{r.id}[/bold]  {escape(r.name)}@{r.version} -> {escape(r.target)}  "
+            f"[{color}]{r.status}[/{color}]"
         )
-        for r in found
-    ]
-    console.print(
-        table(
-            ("id", "version", "to", "status", "by", "at (UTC)", "reason", "decided by", "comment"),
-            rows,
-            title="promotion requests" if all_ else "pending promotion requests",
+        console.print(
+            f"  requested by {escape(r.requested_by)} at {_when(r.requested_at)}: "
+            f"{escape(r.reason)}"
         )
-    )
+        if r.decided_by is not None:
+            console.print(
+                f"  {r.status} by {escape(r.decided_by)} at {_when(r.decided_at)}"
+                + (f": {escape(r.comment)}" if r.comment else "")
+            )
 
 
 @app.command()
@@ -247,7 +246,7 @@ def _decided(decided: PromotionRequest, as_json: bool) -> None:
     if as_json:
         emit_json(decided.to_dict())
         return
-    color = "green" if decided.status == "approved" else "yellow"
+    color = _STATUS_COLORS.get(decided.status, "white")
     console.print(
         f"[{color}]{decided.status}[/{color}] {decided.id}: "
         f"{escape(decided.name)}@{decided.version} -> {escape(decided.target)} "

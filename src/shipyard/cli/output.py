@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from shipyard.errors import (
@@ -61,7 +62,7 @@ def errors_to_exit() -> Iterator[None]:
 
 def fail(message: str, code: int = 2) -> None:
     """Print one red error line and exit with ``code``."""
-    err_console.print(f"[red]error:[/red] {message}", soft_wrap=True, markup=True)
+    err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, markup=True)
     raise typer.Exit(code)
 
 

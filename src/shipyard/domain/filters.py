@@ -4,7 +4,7 @@ A filter is conditions joined by ``and`` / ``or`` (``and`` binds tighter; parent
 group)::
 
     metrics.auc > 0.9 and (params.model = 'xgb' or tags.team in ('a', 'b'))
-    status != 'FAILED' and attributes.start_time >= '2024-05-01T00:00:00Z'
+    status != 'failed' and attributes.start_time >= '2024-05-01T00:00:00Z'
     metrics.`val loss` is not null
 
 A condition is ``FIELD OP VALUE`` (OP: ``= == != < <= > >= like ilike``), ``FIELD in (V, ...)``,

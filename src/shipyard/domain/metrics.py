@@ -46,5 +46,11 @@ class MetricHistory:
             "key": self.key,
             "steps": self.steps.tolist(),
             "timestamps": self.timestamps.tolist(),
-            "values": [v if np.isfinite(v) else str(v) for v in self.values.tolist()],
+            "values": [_json_float(v) for v in self.values.tolist()],
         }
+
+
+def _json_float(value: float) -> float | str:
+    if np.isfinite(value):
+        return value
+    return "NaN" if np.isnan(value) else ("Infinity" if value > 0 else "-Infinity")

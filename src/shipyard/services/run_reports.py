@@ -15,6 +15,7 @@ counted in a note under the chart.
 from __future__ import annotations
 
 import html
+import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -149,7 +150,8 @@ def load_histories(
     wanted = list(dict.fromkeys(keys)) or sorted(run.metrics)
     missing = [k for k in wanted if k not in run.metrics]
     if missing:
-        logged = ", ".join(sorted(run.metrics)) or "none"
+        names = sorted(run.metrics)
+        logged = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
         raise NotFoundError(f"run {run.id} has no metric {missing[0]!r} (it logged: {logged})")
     return run, [runs.metrics.history(run.id, key) for key in wanted]
 
@@ -308,42 +310,40 @@ def downsample(
 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.float64]]:
     """Thin a series for drawing, keeping every bucket's lowest and highest point.
 
-    The points are cut, in order, into ``max_points // 2`` buckets of (nearly) equal size;
-    each bucket keeps its minimum and maximum, in their original order, so spikes and dips
-    survive. NaN points are ignored within a bucket; a bucket of only NaN keeps one NaN so
-    that a line still breaks there.
+    The points are cut, in order, into ``(max_points - 2) // 2`` buckets of (nearly) equal
+    size; each bucket keeps its minimum and maximum, in their original order, so spikes and
+    dips survive. The first and last points are kept too, so the line spans the whole range.
+    NaN points are ignored within a bucket; a bucket of only NaN keeps one NaN so that a line
+    still breaks there.
 
     Args:
         steps: the x values.
         values: the y values, as many as ``steps``.
-        max_points: the most points to return (2 or more).
+        max_points: the most points to return (4 or more).
 
     Returns:
         The kept steps and values; the input as arrays when it is short enough already.
 
     Raises:
-        InvalidArgumentError: if the lengths differ or ``max_points`` is below 2.
+        InvalidArgumentError: if the lengths differ or ``max_points`` is below 4.
     """
     x = np.asarray(steps)
     y = np.asarray(values, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1:
         raise InvalidArgumentError(f"steps and values differ in length ({x.size} != {y.size})")
-    if max_points < 2:
-        raise InvalidArgumentError(f"max_points must be 2 or more, not {max_points}")
+    if max_points < 4:
+        raise InvalidArgumentError(f"max_points must be 4 or more, not {max_points}")
     if len(y) <= max_points:
         return x, y
-    edges = np.linspace(0, len(y), max_points // 2 + 1).astype(np.int64)
-    keep: list[int] = []
-    for lo, hi in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
+    edges = np.linspace(0, len(y), (max_points - 2) // 2 + 1).astype(np.int64)
+    keep = [0, len(y) - 1]
+    for lo, hi in itertools.pairwise(edges.tolist()):
         part = y[lo:hi]
         if np.isnan(part).all():
             keep.append(lo)
             continue
-        low, high = sorted((int(np.nanargmin(part)), int(np.nanargmax(part))))
-        keep.append(lo + low)
-        if high != low:
-            keep.append(lo + high)
-    index = np.asarray(keep, dtype=np.int64)
+        keep += [lo + int(np.nanargmin(part)), lo + int(np.nanargmax(part))]
+    index = np.unique(np.asarray(keep, dtype=np.int64))  # sorted, each point once
     return x[index], y[index]
 
 

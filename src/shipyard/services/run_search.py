@@ -136,9 +136,7 @@ class _Joins:
 
     def numeric(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
         """A text column read as a number; text that is not a number reads as NULL."""
-        if self.dialect == "postgresql":
-            return case((column.regexp_match(_NUMBER), cast(column, Float)), else_=None)
-        return case((func.trim(column).op("GLOB")("*[0-9]*"), cast(column, Float)), else_=None)
+        return case((column.regexp_match(_NUMBER), cast(column, Float)), else_=None)
 
 
 def _condition(expr: Expr, joins: _Joins) -> ColumnElement[bool]:
@@ -162,7 +160,7 @@ def _comparison(c: Comparison, joins: _Joins) -> ColumnElement[bool]:
             joins.present(field) if field.kind != "attribute" else joins.column(field).is_not(None)
         )
     column = joins.column(field)
-    if field.kind == "metric":
+    if field.kind == "metric" or (field.kind == "attribute" and field.key == "duration"):
         _require_numbers(c)
     elif field.kind in ("param", "tag") and op in ("<", "<=", ">", ">=") and _is_number(value):
         column = joins.numeric(column)
@@ -221,9 +219,9 @@ def _as_text(value: object) -> Any:
 
 def _require_numbers(c: Comparison) -> None:
     values = c.value if isinstance(c.value, tuple) else (c.value,)
-    if c.op not in ("like", "ilike") and not all(_is_number(v) for v in values):
+    if c.op in ("like", "ilike") or not all(_is_number(v) for v in values):
         raise InvalidArgumentError(
-            f"metrics.{c.field.key} is a number: compare it with numbers, not {c.value!r}"
+            f"{c.field} is a number: compare it with numbers, not {c.value!r}"
         )
 
 

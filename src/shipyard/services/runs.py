@@ -236,6 +236,15 @@ class RunService:
             for r in (rows[i] for i in ids if i in rows)
         ]
 
+    def _reap_running(self) -> None:
+        """Reap every run still marked running, so a search by status sees the truth."""
+        with self._metadata.read() as conn:
+            running = list(
+                conn.execute(select(runs.c.id).where(runs.c.status == "running")).scalars()
+            )
+        if running:
+            self._reap(running)
+
     def _reap(self, run_ids: Sequence[str]) -> None:
         """Mark runs whose process is gone as killed, so none stays "running" forever."""
         from shipyard.services.environment import process_alive
@@ -295,6 +304,7 @@ class RunService:
                         )
                     ).scalars()
                 )
+        self._reap_running()
         run_ids, token = search_run_ids(self._metadata, query, ids)
         return RunPage(self.load(run_ids), token)
 
@@ -578,12 +588,22 @@ class ActiveRun:
         return step
 
     def flush(self) -> None:
-        """Commit buffered metric points now."""
+        """Commit buffered metric points now.
+
+        Raises:
+            ShipyardError: if the store refuses the write; the points stay buffered and the
+                next flush (or the run's end) tries again.
+        """
         with self._lock:
             points, self._buffer = self._buffer, []
         if points:
             beat = time.monotonic() - self._last_heartbeat > HEARTBEAT.total_seconds()
-            self._service._write_metrics(self.id, points, heartbeat=beat)
+            try:
+                self._service._write_metrics(self.id, points, heartbeat=beat)
+            except BaseException:
+                with self._lock:  # put them back in front of anything logged meanwhile
+                    self._buffer[:0] = points
+                raise
             if beat:
                 self._last_heartbeat = time.monotonic()
 

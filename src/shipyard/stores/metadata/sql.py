@@ -254,6 +254,8 @@ def _tune_sqlite(engine: Engine, *, synchronous: str) -> None:
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute(f"PRAGMA synchronous = {synchronous}")
         cursor.execute("PRAGMA foreign_keys = ON")
+        # LIKE is case-sensitive on PostgreSQL; make SQLite agree (ILIKE is the other one).
+        cursor.execute("PRAGMA case_sensitive_like = ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
