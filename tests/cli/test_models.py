@@ -250,3 +250,18 @@ def test_users_first_admin_then_admins_only(as_user: As, churn: str) -> None:
     ]
     listed = as_user("alice", "users", "list")
     assert "admin, approver" in listed.output
+
+
+def test_show_says_why_a_model_has_no_onnx_export(cli: Invoke, tmp_path: Path) -> None:
+    assert cli("init").exit_code == 0
+    with shipyard.connect(tmp_path, user="alice") as project:
+        project.models.log_model(shipyard.PythonModel(), "plain")
+    shown = _json(cli("models", "show", "plain", "--json"))
+    assert (shown["flavor"], shown["onnx"]["status"], shown["signature"]) == (
+        "python",
+        "unavailable",
+        None,
+    )
+    text = cli("models", "show", "plain@1")
+    assert "unavailable: no input example to convert and check with" in text.output
+    assert "python_model.pkl" in text.output

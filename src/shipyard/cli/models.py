@@ -30,10 +30,9 @@ def _when(value: datetime | None) -> str:
 
 
 def _onnx(version: ModelVersion) -> str:
-    if version.onnx_status == "attached":
-        diff = version.onnx_max_diff
-        return "attached" + ("" if diff is None else f" (max diff {diff:.3g})")
-    return f"{version.onnx_status}: {version.onnx_reason or ''}".rstrip(": ")
+    diff = version.onnx_max_diff
+    text = version.onnx_status + ("" if diff is None else f" (max diff {diff:.3g})")
+    return text + (f": {version.onnx_reason}" if version.onnx_reason else "")
 
 
 @app.command("list")
