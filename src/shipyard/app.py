@@ -88,6 +88,7 @@ class Shipyard:
             self.objects,
             self.lineage,
             self.models,
+            self.datasets,
             user=self.user,
             scratch=state / "tmp",
         )

@@ -236,3 +236,61 @@ def test_twenty_processes_registering_at_once_get_contiguous_numbers(
         assert proc.returncode == 0
         numbers.append(int(out.strip()))
     assert sorted(numbers) == list(range(1, 21))
+
+
+def test_a_requester_can_cancel_and_others_cannot(
+    project: Shipyard, people: dict[str, Shipyard], cancer: tuple[pd.DataFrame, pd.Series]
+) -> None:
+    X, y = cancer
+    project.models.log_model(Ridge().fit(X, y), "c", onnx=False)
+    request = people["carol"].registry.request("c@1", "production", "try")
+    with pytest.raises(PermissionDeniedError):
+        people["bob"].registry.cancel(request.id)
+    assert people["carol"].registry.cancel(request.id).status == "cancelled"
+    with pytest.raises(ConflictError):
+        people["bob"].registry.approve(request.id)
+
+
+def test_use_dataset_records_the_numbered_version_and_refuses_unknown_ones(
+    project: Shipyard,
+) -> None:
+    import pyarrow as pa
+
+    from shipyard.errors import DatasetNotFoundError
+
+    project.datasets.add("d", pa.table({"a": [1]}))
+    with project.runs.start_run("e", capture=False) as run:
+        run.use_dataset("d@latest")
+        with pytest.raises(DatasetNotFoundError):
+            run.use_dataset("nope@1")
+    graph = project.lineage.graph(Node("run", run.id))
+    assert [e.source.id for e in graph.upstream] == ["d@1"]
+
+
+def test_a_python_model_class_from_main_is_refused(project: Shipyard) -> None:
+    main_class = type("InMain", (PythonModel,), {"__module__": "__main__"})
+    with pytest.raises(InvalidArgumentError, match="__main__"):
+        project.models.log_model(main_class(), "m")
+
+
+def test_lineage_walks_a_dataset_used_by_many_runs(project: Shipyard) -> None:
+    from shipyard.domain.lineage import Node as N
+
+    with project.metadata.write() as conn:
+        for i in range(1200):
+            project.lineage.link(
+                conn,
+                N("dataset_version", "big@1"),
+                "consumed_by",
+                N("run", f"r{i}"),
+                actor="alice",
+            )
+            project.lineage.link(
+                conn,
+                N("run", f"r{i}"),
+                "produced",
+                N("model_version", f"m@{i + 1}"),
+                actor="alice",
+            )
+    graph = project.lineage.graph(N("dataset_version", "big@1"))
+    assert len(graph.downstream) == 2400

@@ -241,6 +241,18 @@ def reject(
     _decided(decided, as_json)
 
 
+@app.command()
+def cancel(
+    ctx: typer.Context,
+    request_id: str = _RequestId,
+    as_json: bool = JsonOption,
+) -> None:
+    """Withdraw a pending request (its requester or an admin)."""
+    with errors_to_exit():
+        decided = open_project(ctx).registry.cancel(request_id)
+    _decided(decided, as_json)
+
+
 def _decided(decided: PromotionRequest, as_json: bool) -> None:
     if as_json:
         emit_json(decided.to_dict())

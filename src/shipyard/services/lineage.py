@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, RowMapping, and_, or_, select
 
@@ -15,6 +16,7 @@ from shipyard.stores.metadata.schema import lineage_edges
 
 __all__ = ["LineageGraph", "LineageService"]
 
+_BATCH = 200  # nodes per query: SQLite refuses expression trees deeper than 1,000
 _MAX_NODES = 10_000  # a walk stops here: lineage of one record never needs more
 
 
@@ -87,7 +89,10 @@ class LineageService:
         for _ in range(depth):
             if not frontier or len(seen) > _MAX_NODES:
                 break
-            rows = conn.execute(select(lineage_edges).where(_any_of(near, frontier))).all()
+            rows: list[Any] = []
+            for start in range(0, len(frontier), _BATCH):  # bounded expression size
+                batch = frontier[start : start + _BATCH]
+                rows += conn.execute(select(lineage_edges).where(_any_of(near, batch))).all()
             frontier = []
             for row in rows:
                 edge = _edge(row._mapping)

@@ -9,6 +9,7 @@ written to the audit log in the same transaction.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -117,7 +118,7 @@ class RegistryService:
             "signature": json.dumps(signature.to_dict()) if signature else None,
             "requirements": json.dumps(list(requirements)),
             "onnx_status": onnx["status"],
-            "onnx_max_diff": onnx.get("max_diff"),
+            "onnx_max_diff": _finite(onnx.get("max_diff")),
             "onnx_reason": onnx.get("reason"),
             "stage": "none",
             "description": description,
@@ -258,12 +259,12 @@ class RegistryService:
         """
         validate_name(alias, what="alias")
         _check_alias(alias)
+        version = self.resolve(reference)
         if alias in self.protected_aliases:
             raise PermissionDeniedError(
                 f"alias {alias!r} is protected: request it with `shipyard models request "
                 f"{reference} --to {alias} --reason ...` and have an approver approve it"
             )
-        version = self.resolve(reference)
         with self._metadata.write() as conn:
             self._move_alias(conn, version, alias)
         return self.resolve(version.ref)
@@ -276,12 +277,12 @@ class RegistryService:
             PermissionDeniedError: for a protected stage.
         """
         _check_stage(stage)
+        version = self.resolve(reference)
         if stage in self.protected_stages:
             raise PermissionDeniedError(
                 f"stage {stage!r} is protected: request it with `shipyard models request "
                 f"{reference} --to {stage} --reason ...` and have an approver approve it"
             )
-        version = self.resolve(reference)
         with self._metadata.write() as conn:
             self._move_stage(conn, version, stage)
         return self.resolve(version.ref)
@@ -479,6 +480,45 @@ class RegistryService:
             }
         return PromotionRequest(**data)
 
+    def cancel(self, request_id: str) -> PromotionRequest:
+        """Withdraw a pending request; only its requester (or an admin) may.
+
+        Raises:
+            PermissionDeniedError: for anyone else.
+            ConflictError: if the request is not pending.
+        """
+        p = promotion_requests.c
+        with self._metadata.write() as conn:
+            row = conn.execute(select(promotion_requests).where(p.id == request_id)).first()
+            if row is None:
+                raise NotFoundError(f"promotion request {request_id!r} does not exist")
+            if row.requested_by != self._actor:
+                self._users.require(conn, self._actor, "admin")
+            if row.status != "pending":
+                raise ConflictError(f"request {request_id} is {row.status} already")
+            now = utcnow()
+            conn.execute(
+                promotion_requests.update()
+                .where(p.id == request_id)
+                .values(status="cancelled", decided_by=self._actor, decided_at=now)
+            )
+            self._audit.record(
+                conn,
+                actor=self._actor,
+                action="model.cancel",
+                entity_kind="promotion_request",
+                entity_id=str(request_id),
+                before={"status": "pending"},
+                after={"status": "cancelled"},
+            )
+            data: dict[str, Any] = {
+                **row._mapping,
+                "status": "cancelled",
+                "decided_by": self._actor,
+                "decided_at": now,
+            }
+        return PromotionRequest(**data)
+
     def requests(
         self, *, status: str | None = "pending", name: str | None = None
     ) -> list[PromotionRequest]:
@@ -491,6 +531,10 @@ class RegistryService:
             query = query.where(p.name == name)
         with self._metadata.read() as conn:
             return [PromotionRequest(**r._mapping) for r in conn.execute(query)]
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _check_stage(stage: str) -> None:

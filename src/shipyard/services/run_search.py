@@ -43,11 +43,12 @@ from shipyard.domain.filters import (
     parse_order_by,
 )
 from shipyard.domain.ids import as_utc
+from shipyard.domain.runs import Run
 from shipyard.errors import InvalidArgumentError
 from shipyard.stores.metadata import SqlMetadataStore
 from shipyard.stores.metadata.schema import experiments, metric_latest, run_params, run_tags, runs
 
-__all__ = ["MAX_RESULTS", "RunQuery", "search_run_ids"]
+__all__ = ["MAX_RESULTS", "RunPage", "RunQuery", "search_run_ids"]
 
 MAX_RESULTS = 100_000
 _NUMBER = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"
@@ -223,6 +224,44 @@ def _require_numbers(c: Comparison) -> None:
         raise InvalidArgumentError(
             f"{c.field} is a number: compare it with numbers, not {c.value!r}"
         )
+
+
+class RunPage(list[Run]):
+    """A page of search results: a list of runs, the token of the next page, table views."""
+
+    def __init__(self, found: Sequence[Run], next_page_token: str | None) -> None:
+        super().__init__(found)
+        self.next_page_token = next_page_token
+
+    def to_arrow(self) -> Any:
+        """One row a run: attributes, then ``params.*``, ``metrics.*`` and ``tags.*`` columns."""
+        import pyarrow as pa
+
+        params = sorted({k for r in self for k in r.params})
+        metrics = sorted({k for r in self for k in r.metrics})
+        tags = sorted({k for r in self for k in r.tags})
+        columns: dict[str, Any] = {
+            "run_id": [r.id for r in self],
+            "experiment": [r.experiment for r in self],
+            "name": [r.name for r in self],
+            "status": [r.status for r in self],
+            "user": [r.user for r in self],
+            "start_time": pa.array([r.start_time for r in self], pa.timestamp("us", "UTC")),
+            "end_time": pa.array([r.end_time for r in self], pa.timestamp("us", "UTC")),
+        }
+        for key in metrics:
+            columns[f"metrics.{key}"] = pa.array(
+                [r.metrics[key].value if key in r.metrics else None for r in self], pa.float64()
+            )
+        for key in params:
+            columns[f"params.{key}"] = pa.array([r.params.get(key) for r in self], pa.string())
+        for key in tags:
+            columns[f"tags.{key}"] = pa.array([r.tags.get(key) for r in self], pa.string())
+        return pa.table(columns)
+
+    def to_pandas(self) -> Any:
+        """The page as a pandas DataFrame (needs pandas)."""
+        return self.to_arrow().to_pandas()
 
 
 def search_run_ids(

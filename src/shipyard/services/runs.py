@@ -30,10 +30,12 @@ from shipyard.domain.models import ModelVersion
 from shipyard.domain.references import validate_name
 from shipyard.domain.runs import FINAL_STATUSES, Experiment, Run, RunArtifact
 from shipyard.errors import ConflictError, InvalidArgumentError, NotFoundError
+from shipyard.services.datasets import DatasetService
 from shipyard.services.lineage import LineageService
 from shipyard.services.metrics import MetricPoint, MetricStore
 from shipyard.services.models import ModelService
 from shipyard.services.objects import LocalFile, ObjectService
+from shipyard.services.run_search import RunPage
 from shipyard.stores.metadata import SqlMetadataStore
 from shipyard.stores.metadata.schema import experiments as experiments_table
 from shipyard.stores.metadata.schema import (
@@ -43,7 +45,7 @@ from shipyard.stores.metadata.schema import (
     runs,
 )
 
-__all__ = ["FLUSH_POINTS", "FLUSH_SECONDS", "ActiveRun", "RunPage", "RunService"]
+__all__ = ["FLUSH_POINTS", "FLUSH_SECONDS", "ActiveRun", "RunService"]
 
 FLUSH_SECONDS = 1.0
 FLUSH_POINTS = 50_000
@@ -62,6 +64,7 @@ class RunService:
         objects: ObjectService,
         lineage: LineageService,
         models: ModelService,
+        datasets: DatasetService,
         *,
         user: str,
         scratch: Path,
@@ -70,6 +73,7 @@ class RunService:
         self._objects = objects
         self._lineage = lineage
         self._models = models
+        self._datasets = datasets
         self._user = user
         self._scratch = scratch
         self.metrics = MetricStore(metadata)
@@ -421,10 +425,13 @@ class RunService:
         return [RunArtifact(f.name, f.digest, f.size) for f in stored]
 
     def _link_input(self, run_id: str, dataset_ref: str) -> None:
+        # name@latest or a label becomes the numbered version it means now: lineage must
+        # keep pointing at the same data when the label moves.
+        version = self._datasets.resolve(dataset_ref)
         with self._metadata.write() as conn:
             self._lineage.link(
                 conn,
-                Node("dataset_version", dataset_ref),
+                Node("dataset_version", version.ref),
                 "consumed_by",
                 Node("run", run_id),
                 actor=self._user,
@@ -448,44 +455,6 @@ class RunService:
             raise NotFoundError(f"run {run_id!r} does not exist")
         if status in FINAL_STATUSES:
             raise ConflictError(f"run {run_id} has ended ({status}); start a new run to log more")
-
-
-class RunPage(list[Run]):
-    """A page of search results: a list of runs, the token of the next page, table views."""
-
-    def __init__(self, found: Sequence[Run], next_page_token: str | None) -> None:
-        super().__init__(found)
-        self.next_page_token = next_page_token
-
-    def to_arrow(self) -> Any:
-        """One row a run: attributes, then ``params.*``, ``metrics.*`` and ``tags.*`` columns."""
-        import pyarrow as pa
-
-        params = sorted({k for r in self for k in r.params})
-        metrics = sorted({k for r in self for k in r.metrics})
-        tags = sorted({k for r in self for k in r.tags})
-        columns: dict[str, Any] = {
-            "run_id": [r.id for r in self],
-            "experiment": [r.experiment for r in self],
-            "name": [r.name for r in self],
-            "status": [r.status for r in self],
-            "user": [r.user for r in self],
-            "start_time": pa.array([r.start_time for r in self], pa.timestamp("us", "UTC")),
-            "end_time": pa.array([r.end_time for r in self], pa.timestamp("us", "UTC")),
-        }
-        for key in metrics:
-            columns[f"metrics.{key}"] = pa.array(
-                [r.metrics[key].value if key in r.metrics else None for r in self], pa.float64()
-            )
-        for key in params:
-            columns[f"params.{key}"] = pa.array([r.params.get(key) for r in self], pa.string())
-        for key in tags:
-            columns[f"tags.{key}"] = pa.array([r.tags.get(key) for r in self], pa.string())
-        return pa.table(columns)
-
-    def to_pandas(self) -> Any:
-        """The page as a pandas DataFrame (needs pandas)."""
-        return self.to_arrow().to_pandas()
 
 
 class ActiveRun:

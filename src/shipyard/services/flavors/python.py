@@ -78,6 +78,11 @@ class PythonFlavor(Flavor):
     def save(self, model: Any, folder: Path) -> None:
         if not isinstance(model, PythonModel):
             raise InvalidArgumentError("the python flavor stores shipyard.PythonModel instances")
+        if type(model).__module__ == "__main__":
+            raise InvalidArgumentError(
+                f"{type(model).__name__} is defined in __main__, so no other process could "
+                "load it: define the class in an importable module"
+            )
         names = {}
         for name, source in dict(model.artifacts).items():
             path = Path(source)
