@@ -205,7 +205,7 @@ def train_two_models(root: Path) -> str:
         for name, model in candidates.items():
             with project.runs.start_run("wine", name=name) as run:
                 run.use_dataset(data)
-                run.log_params(model.get_params())
+                run.log_params({k: v for k, v in model.get_params().items() if v is not None})
                 model.fit(X_train, y_train)
                 accuracy = float((model.predict(X_test) == y_test).mean())
                 run.log_metric("accuracy", accuracy)
