@@ -70,7 +70,7 @@ def test_settings_is_the_only_reader_of_the_environment_and_config() -> None:
 
 def test_the_public_api_equals_dunder_all() -> None:
     assert sorted(shipyard.__all__) == shipyard.__all__
-    for name in set(shipyard.__all__) - {"datasets", "models", "registry", "runs"}:
+    for name in set(shipyard.__all__) - {"autolog", "datasets", "models", "registry", "runs"}:
         assert getattr(shipyard, name) is not None
     public = {
         name
@@ -79,7 +79,16 @@ def test_the_public_api_equals_dunder_all() -> None:
     }
     public -= {"annotations", "TYPE_CHECKING", "Any"}  # typing imports, not API
     # served by __getattr__ so that import stays light (datasets opens the default project)
-    lazy = {"Settings", "Shipyard", "PythonModel", "datasets", "models", "registry", "runs"}
+    lazy = {
+        "Settings",
+        "Shipyard",
+        "PythonModel",
+        "autolog",
+        "datasets",
+        "models",
+        "registry",
+        "runs",
+    }
     assert public | lazy == set(shipyard.__all__) - {"__version__"}
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "Shipyard",
     "ShipyardError",
     "__version__",
+    "autolog",
     "connect",
     "datasets",
     "models",
@@ -99,6 +100,31 @@ def __getattr__(name: str) -> Any:
     # and friends are the services of the working directory's project.
     if name in ("datasets", "models", "registry", "runs"):
         return getattr(_default_project(), name)
+    if name == "autolog":
+        from shipyard.services.autolog import Autolog, enable_autolog
+
+        def autolog(
+            *,
+            log_models: bool = True,
+            registered_model_name: str | None = None,
+            max_params: int = 100,
+        ) -> Autolog:
+            """Record scikit-learn fits in the working directory's project.
+
+            Takes the options of ``shipyard.services.autolog.enable_autolog``.
+
+            Example:
+                >>> sy.autolog()  # doctest: +SKIP
+                >>> LogisticRegression(max_iter=1000).fit(X, y)  # a run in "autolog"
+            """
+            return enable_autolog(
+                _default_project().runs,
+                log_models=log_models,
+                registered_model_name=registered_model_name,
+                max_params=max_params,
+            )
+
+        return autolog
     if name == "PythonModel":
         from shipyard.services.flavors.python import PythonModel
 

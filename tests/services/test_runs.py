@@ -212,3 +212,13 @@ def test_a_failed_flush_keeps_the_points_for_the_next_one(
         monkeypatch.setattr(project.runs, "_write_metrics", real)
     history = project.runs.metrics.history(run.id, "m")
     assert list(history.values) == [1.0, 2.0]
+
+
+def test_empty_tag_batches_are_fine_and_tags_on_ended_runs_are_refused(project: Shipyard) -> None:
+    with project.runs.start_run("e", capture=False) as run:
+        run.set_tags({})
+        assert project.runs.active_run() is run
+    assert project.runs.active_run() is None
+    with pytest.raises(ConflictError):
+        project.runs._write_tags(run.id, {"late": "x"})
+    assert project.runs.get(run.id).tags == {}

@@ -41,8 +41,10 @@ from shipyard.services.tables import FORMATS, open_table, table_files
 __all__ = ["FORMATS", "HISTOGRAM_BINS", "TOP_VALUES", "profile_table", "read_schema"]
 
 HISTOGRAM_BINS = 20
+SAMPLE_ROWS = 1_000_000  # above exact_distinct_limit rows, shapes come from this many
 TOP_VALUES = 20
 
+_SAMPLE = "_shipyard_sample"
 _MAX_VALUE_CHARS = 200  # a longer top value is cut: profiles stay small records
 _COLUMNAR = frozenset({"arrow", "parquet"})  # a scan reads only the columns it names
 _SIGNED = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT")
@@ -114,8 +116,10 @@ def profile_table(
     Args:
         paths: the files of the table; a folder stands for the files directly inside it.
         fmt: ``parquet``, ``csv``, ``jsonl`` or ``arrow`` (Arrow IPC file, Feather v2).
-        exact_distinct_limit: up to this many rows distinct counts and quantiles are exact;
-            above it they are estimated in bounded memory (``distinct_approx`` is True).
+        exact_distinct_limit: up to this many rows every statistic is exact; above it,
+            distinct counts are estimated (HyperLogLog) and quantiles, histograms and top
+            values come from a uniform sample of ``SAMPLE_ROWS`` rows scaled to the table
+            (``distinct_approx`` is True). Counts, nulls, range, mean and std stay exact.
 
     Returns:
         The profile.
@@ -140,8 +144,16 @@ def profile_table(
         estimate = known is None or known > exact_distinct_limit
         stats = _first_pass(con, source, columns, estimate)
         exact = stats["rows"] <= exact_distinct_limit
-        stats.update(_second_pass(con, source, columns, stats, exact, union))
-        top = _top_values(con, source, columns, union)
+        if exact:
+            stats.update(_second_pass(con, source, columns, stats, exact, union))
+            top = _top_values(con, source, columns, union)
+        else:
+            # Counts, nulls, range, mean and std above are exact; quantiles, histograms and
+            # top values come from a uniform sample, scaled to the table (distinct_approx).
+            sample = _sample(con, source, stats["rows"])
+            stats.update(_second_pass(con, sample, columns, stats, False, False))
+            top = _top_values(con, sample, columns, False)
+            _scale(stats, top, columns, stats["rows"] / max(_count(con, sample), 1))
     return TableProfile(
         rows=stats["rows"],
         columns=tuple(_column_profile(c, schema[c.index].type, stats, top, exact) for c in columns),
@@ -259,6 +271,42 @@ def _second_pass(
     return found
 
 
+def _sample(con: duckdb.DuckDBPyConnection, source: str, rows: int) -> str:
+    """A uniform reservoir sample of ``SAMPLE_ROWS`` rows, kept in a temporary table."""
+    con.execute(
+        f"CREATE TEMP TABLE {_SAMPLE} AS SELECT * FROM {source} "
+        f"USING SAMPLE reservoir({min(rows, SAMPLE_ROWS)} ROWS) REPEATABLE (7)"
+    )
+    return _SAMPLE
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    return int(_fetch_one(con, f"SELECT count(*) AS n FROM {table}")["n"])
+
+
+def _scale(
+    stats: dict[str, Any],
+    top: dict[int, tuple[tuple[str, int], ...]],
+    columns: list[_Column],
+    factor: float,
+) -> None:
+    """Scale sample histograms to the table's finite count, and sample top counts."""
+    for c in columns:
+        key = f"c{c.index}_hist"
+        if not stats.get(key):
+            continue
+        finite = stats[f"c{c.index}_nn"] - stats.get(f"c{c.index}_nan", 0)
+        finite -= stats.get(f"c{c.index}_inf", 0)
+        pairs = [(int(b), round(int(n) * factor)) for b, n in stats[key]]
+        if pairs:  # rounding leftovers go to the fullest bin: the counts sum to the total
+            fullest = max(range(len(pairs)), key=lambda k: pairs[k][1])
+            bucket, n = pairs[fullest]
+            pairs[fullest] = (bucket, max(0, n + int(finite) - sum(p[1] for p in pairs)))
+        stats[key] = pairs
+    for k, values in top.items():
+        top[k] = tuple((v, round(n * factor)) for v, n in values)
+
+
 def _top_values(
     con: duckdb.DuckDBPyConnection, source: str, columns: list[_Column], union: bool
 ) -> dict[int, tuple[tuple[str, int], ...]]:
@@ -347,7 +395,11 @@ def _column_profile(
         count=rows,
         nulls=nulls,
         na_share=(nulls + nan_count) / rows if rows else 0.0,
-        distinct=int(stats.get(f"c{i}_distinct" if exact else f"c{i}_approx") or 0),
+        # HyperLogLog may overshoot: never more distinct values than non-null ones
+        distinct=min(
+            int(stats.get(f"c{i}_distinct" if exact else f"c{i}_approx") or 0),
+            int(stats[f"c{i}_nn"]),
+        ),
         distinct_approx=not exact,
         min=_bound(stats.get(f"c{i}_min"), c),
         max=_bound(stats.get(f"c{i}_max"), c),

@@ -179,6 +179,11 @@ class RunService:
             run.set_tags(tags)
         return run
 
+    def active_run(self) -> ActiveRun | None:
+        """The innermost run this thread opened with ``with start_run(...)``, if any."""
+        stack = self._stack()
+        return stack[-1] if stack else None
+
     def _stack(self) -> list[ActiveRun]:
         stack: list[ActiveRun] | None = getattr(self._local, "stack", None)
         if stack is None:
@@ -376,7 +381,10 @@ class RunService:
 
     def _write_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         values = {_check_key(k): str(v) for k, v in tags.items()}
+        if not values:
+            return
         with self._metadata.write() as conn:
+            self._require_running(conn, run_id)
             conn.execute(
                 run_tags.delete().where(
                     run_tags.c.run_id == run_id, run_tags.c.key.in_(list(values))
@@ -478,11 +486,7 @@ class ActiveRun:
             from shipyard.services.environment import ResourceMeter
 
             self._meter = ResourceMeter.start()
-        self._wake = threading.Event()
-        self._flusher = threading.Thread(
-            target=self._flush_loop, name=f"shipyard-run-{run_id[-8:]}", daemon=True
-        )
-        self._flusher.start()
+        self._start_flusher()
 
     def __repr__(self) -> str:
         return f"<run {self.id} of {self.experiment}{' (ended)' if self._ended else ''}>"
@@ -575,6 +579,13 @@ class ActiveRun:
                 raise
             if beat:
                 self._last_heartbeat = time.monotonic()
+
+    def _start_flusher(self) -> None:
+        self._wake = threading.Event()
+        self._flusher = threading.Thread(
+            target=self._flush_loop, name=f"shipyard-run-{self.id[-8:]}", daemon=True
+        )
+        self._flusher.start()
 
     def _flush_loop(self) -> None:
         while not self._wake.wait(FLUSH_SECONDS):
@@ -700,9 +711,13 @@ class ActiveRun:
             raise InvalidArgumentError(f"a run ends as {', '.join(sorted(FINAL_STATUSES))}")
         self._wake.set()
         self._flusher.join(timeout=10)
-        self.flush()
-        resources = self._meter.stop() if self._meter is not None else None
-        self._service._finish(self.id, status, resources)
+        try:
+            self.flush()
+            resources = self._meter.stop() if self._meter is not None else None
+            self._service._finish(self.id, status, resources)
+        except BaseException:
+            self._start_flusher()  # still open: keep flushing what is logged from now on
+            raise
         self._ended = True
 
     def _check_open(self) -> None:
