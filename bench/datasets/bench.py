@@ -53,7 +53,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=2, help="runs of a), b), d) per tool")
     parser.add_argument("--noop-reps", type=int, default=5, help="runs of each c) workload")
     parser.add_argument(
-        "--full-reps", type=int, default=2, help="runs of a), b) with durability full (0: skip)"
+        "--full-reps", type=int, default=1, help="runs of a), b) with durability full (0: skip)"
     )
     parser.add_argument(
         "--scale",
@@ -240,9 +240,9 @@ def _startup(dvc: DvcSide) -> float:
 def preflight(console: Console) -> None:
     if importlib.util.find_spec("pyfastcdc") is None:
         console.print(
-            "[red]shipyard imports pyfastcdc to store files over 16 MiB (services/objects.py) "
-            "but pyproject.toml does not declare it, so it is missing here: a) and d) will "
-            "crash.[/]"
+            "[red]pyfastcdc is not installed in this environment, but shipyard imports it to "
+            "store files over 16 MiB (services/objects.py): a) and d) will crash. Reinstall "
+            "shipyard here (pip install -e .).[/]"
         )
 
 
@@ -259,7 +259,9 @@ def main(argv: Sequence[str]) -> int:
         console.print(text, highlight=False, markup=False)
 
     params = plan(scale)
+    generating = time.perf_counter()
     data = prepare(WORK / "data", params, log)
+    log(f"data ready in {time.perf_counter() - generating:.0f} s")
     cold, cache = page_cache(args.warm)
     dvc = DvcSide(data, WORK)
     context = describe(data, params, dvc, cache)

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 GIB = 1024**3
 GB = 1000**3
 TABLE_BYTES = GIB
+MIN_TABLE_BYTES = 64 * 1024**2  # well above shipyard's 16 MiB threshold for chunking
 FILE_COUNT = 100_000
 FILE_SIZE = 4096
 ROW_GROUP = 1_000_000
@@ -109,7 +110,9 @@ def choose_scale(folder: Path, requested: float) -> tuple[float, str | None]:
 
 def plan(scale: float) -> Params:
     """Rows for a table of ``scale`` GiB (measured on a sample) and the file count."""
-    rows = max(ROW_GROUP // 10, round(TABLE_BYTES * scale / _bytes_per_row()))
+    per_row = _bytes_per_row()
+    # never below MIN_TABLE_BYTES: smaller files are stored whole, not chunked
+    rows = round(max(TABLE_BYTES * scale, MIN_TABLE_BYTES) / per_row)
     return Params(
         rows=rows,
         extra_rows=rows // 100,

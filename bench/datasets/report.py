@@ -195,7 +195,7 @@ def render(console: Console, results: Results, table_rows: list[Row], title: str
         out.add_column(name, justify=justify)  # type: ignore[arg-type]
     for row in table_rows:
         s = row.summarise(results)
-        met = row.check(s)
+        met = "not run" if s.ours is None else "[green]yes[/]" if row.check(s) else "[red]no[/]"
         out.add_row(
             row.label,
             _seconds(s.ours),
@@ -204,7 +204,7 @@ def render(console: Console, results: Results, table_rows: list[Row], title: str
             _bytes(s.ours_bytes) if row.show_bytes else "",
             _bytes(s.peer_bytes) if row.show_bytes else "",
             row.goal,
-            "[green]yes[/]" if met else "[red]no[/]",
+            met,
         )
     console.print(out)
 
