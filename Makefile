@@ -7,7 +7,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 # torch must come from the CPU wheel on this disk, before anything that depends on it.
 TORCH := torch==2.13.0
 
-.PHONY: demo test lint format bench bench-% clean
+.PHONY: demo test lint format bench bench-% clean chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,11 @@ $(VENV)/.installed-demo: pyproject.toml | $(PY)
 demo: $(VENV)/.installed-demo
 	$(PY) examples/demo.py
 
-test: $(VENV)/.installed-dev
+# Browser tests drive Debian's chromium (never `playwright install`).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+test: $(VENV)/.installed-dev chromium
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
