@@ -19,7 +19,7 @@ from shipyard.stores.metadata.schema import metric_chunks, metric_latest
 __all__ = ["MetricPoint", "MetricStore"]
 
 MetricPoint = tuple[str, int, float, float]  # key, step, timestamp, value
-_BATCH = 500
+_BATCH = 2000
 
 
 class MetricStore:
@@ -139,12 +139,18 @@ class MetricStore:
         """Latest values of every metric of these runs."""
         ids = list(run_ids)
         result: dict[str, dict[str, MetricSummary]] = defaultdict(dict)
+        m = metric_latest.c
+        columns = (m.run_id, m.key, m.value, m.is_nan, m.step, m.timestamp, m.min_value)
+        nan = math.nan
         for start in range(0, len(ids), _BATCH):
-            query = select(metric_latest).where(
-                metric_latest.c.run_id.in_(ids[start : start + _BATCH])
+            query = select(*columns, m.max_value, m.count).where(
+                m.run_id.in_(ids[start : start + _BATCH])
             )
-            for row in conn.execute(query):
-                result[row.run_id][row.key] = _to_summary(row)
+            # Plain tuples: a search loads tens of thousands of these.
+            for run, key, value, is_nan, step, ts, low, high, count in conn.execute(query).tuples():
+                result[run][key] = MetricSummary(
+                    key, nan if is_nan else value, step, ts, low, high, count
+                )
         return result
 
     def history(self, run_id: str, key: str) -> MetricHistory:

@@ -211,36 +211,39 @@ class RunService:
             rows: dict[str, Any] = {}
             params: dict[str, dict[str, str]] = {i: {} for i in ids}
             tags: dict[str, dict[str, str]] = {i: {} for i in ids}
-            for start in range(0, len(ids), 500):
-                batch = ids[start : start + 500]
+            for start in range(0, len(ids), 2000):
+                batch = ids[start : start + 2000]
                 query = (
                     select(runs, experiments_table.c.name.label("experiment"))
                     .join(experiments_table, experiments_table.c.id == runs.c.experiment_id)
                     .where(runs.c.id.in_(batch))
                 )
-                rows.update({r.id: r for r in conn.execute(query)})
-                for r in conn.execute(select(run_params).where(run_params.c.run_id.in_(batch))):
-                    params[r.run_id][r.key] = r.value
-                for r in conn.execute(select(run_tags).where(run_tags.c.run_id.in_(batch))):
-                    tags[r.run_id][r.key] = r.value
+                rows.update({r.id: r._mapping for r in conn.execute(query).all()})
+                p, t = run_params.c, run_tags.c
+                query_params = select(p.run_id, p.key, p.value).where(p.run_id.in_(batch))
+                for run, key, value in conn.execute(query_params).all():
+                    params[run][key] = value
+                query_tags = select(t.run_id, t.key, t.value).where(t.run_id.in_(batch))
+                for run, key, value in conn.execute(query_tags).all():
+                    tags[run][key] = value
             metrics = self.metrics.summaries(conn, ids)
         return [
             Run(
-                id=r.id,
-                experiment=r.experiment,
-                name=r.name,
-                parent_id=r.parent_id,
-                status=r.status,
-                user=r.user,
-                start_time=r.start_time,
-                end_time=r.end_time,
-                host=r.host,
-                pid=r.pid,
-                params=params[r.id],
-                tags=tags[r.id],
-                metrics=metrics.get(r.id, {}),
-                environment=json.loads(r.environment) if r.environment else None,
-                resources=json.loads(r.resources) if r.resources else None,
+                id=r["id"],
+                experiment=r["experiment"],
+                name=r["name"],
+                parent_id=r["parent_id"],
+                status=r["status"],
+                user=r["user"],
+                start_time=r["start_time"],
+                end_time=r["end_time"],
+                host=r["host"],
+                pid=r["pid"],
+                params=params[r["id"]],
+                tags=tags[r["id"]],
+                metrics=metrics.get(r["id"], {}),
+                environment=json.loads(r["environment"]) if r["environment"] else None,
+                resources=json.loads(r["resources"]) if r["resources"] else None,
             )
             for r in (rows[i] for i in ids if i in rows)
         ]
