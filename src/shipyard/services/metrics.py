@@ -147,7 +147,7 @@ class MetricStore:
                 m.run_id.in_(ids[start : start + _BATCH])
             )
             # Plain tuples: a search loads tens of thousands of these.
-            for run, key, value, is_nan, step, ts, low, high, count in conn.execute(query).tuples():
+            for run, key, value, is_nan, step, ts, low, high, count in conn.execute(query).all():
                 result[run][key] = MetricSummary(
                     key, nan if is_nan else value, step, ts, low, high, count
                 )
