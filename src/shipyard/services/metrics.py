@@ -86,7 +86,12 @@ class MetricStore:
                 updates,
             )
         if inserts:
-            conn.execute(metric_chunks.insert(), inserts)
+            self._metadata.bulk_insert(
+                conn,
+                metric_chunks,
+                _CHUNK_COLUMNS,
+                [[r[c] for c in _CHUNK_COLUMNS] for r in inserts],
+            )
         existing = [s for s in summaries if s["key"] in latest]
         fresh = [s for s in summaries if s["key"] not in latest]
         if existing:
@@ -97,7 +102,12 @@ class MetricStore:
                 [{**s, "r": s["run_id"], "k": s["key"]} for s in existing],
             )
         if fresh:
-            conn.execute(metric_latest.insert(), fresh)
+            self._metadata.bulk_insert(
+                conn,
+                metric_latest,
+                _LATEST_COLUMNS,
+                [[r[c] for c in _LATEST_COLUMNS] for r in fresh],
+            )
 
     def _tails(
         self, conn: Connection, run_id: str, keys: list[str]
@@ -183,6 +193,18 @@ class MetricStore:
             return sorted(conn.execute(query).scalars())
 
 
+_CHUNK_COLUMNS = ("run_id", "key", "seq", "count", "data")
+_LATEST_COLUMNS = (
+    "run_id",
+    "key",
+    "value",
+    "is_nan",
+    "step",
+    "timestamp",
+    "min_value",
+    "max_value",
+    "count",
+)
 _SUMMARY_COLUMNS = ("value", "is_nan", "step", "timestamp", "min_value", "max_value", "count")
 
 

@@ -143,6 +143,24 @@ class SqlMetadataStore:
                 insert(table).on_conflict_do_nothing(), list(rows[start : start + _INSERT_BATCH])
             )
 
+    def bulk_insert(
+        self, conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Insert many rows of plain values straight through the driver's ``executemany``.
+
+        For hot paths (metric points): it skips SQLAlchemy's per-row parameter processing,
+        so values must already be what the column stores (no type decorators run).
+        """
+        if not rows:
+            return
+        quote = conn.dialect.identifier_preparer.quote
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        statement = (
+            f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+            f"VALUES ({', '.join(mark for _ in columns)})"
+        )
+        conn.exec_driver_sql(statement, [tuple(r) for r in rows])
+
     # -- migrations -------------------------------------------------------------------
 
     def status(self) -> MigrationStatus:
