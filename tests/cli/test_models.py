@@ -11,9 +11,15 @@ from sklearn.linear_model import Ridge
 from typer.testing import Result
 
 import shipyard
+from shipyard.services.flavors.python import ModelContext, PythonModel
 
 Invoke = Callable[..., Result]
 As = Callable[..., Result]
+
+
+class Constant(PythonModel):
+    def predict(self, context: ModelContext, model_input: object) -> object:
+        return 1
 
 
 @pytest.fixture
@@ -255,7 +261,7 @@ def test_users_first_admin_then_admins_only(as_user: As, churn: str) -> None:
 def test_show_says_why_a_model_has_no_onnx_export(cli: Invoke, tmp_path: Path) -> None:
     assert cli("init").exit_code == 0
     with shipyard.connect(tmp_path, user="alice") as project:
-        project.models.log_model(shipyard.PythonModel(), "plain")
+        project.models.log_model(Constant(), "plain")
     shown = _json(cli("models", "show", "plain", "--json"))
     assert (shown["flavor"], shown["onnx"]["status"], shown["signature"]) == (
         "python",

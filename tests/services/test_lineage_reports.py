@@ -9,11 +9,16 @@ import pytest
 from shipyard.app import Shipyard
 from shipyard.domain.lineage import Edge, Node
 from shipyard.errors import InvalidArgumentError, NotFoundError
-from shipyard.services.flavors.python import PythonModel
+from shipyard.services.flavors.python import ModelContext, PythonModel
 from shipyard.services.lineage import LineageGraph
 from shipyard.services.lineage_reports import render_lineage_html, resolve_lineage_root
 
 WHEN = datetime(2025, 1, 2, 3, 4, tzinfo=UTC)
+
+
+class Constant(PythonModel):
+    def predict(self, context: ModelContext, model_input: object) -> object:
+        return 1
 
 
 _BOX = re.compile(r'<title>([a-z_]+) [^<]*</title><rect x="([\d.]+)"')
@@ -104,8 +109,8 @@ def records(project: Shipyard) -> str:
     project.datasets.add("churn", pd.DataFrame({"x": [1.0, 2.0]}))
     project.datasets.label("churn@1", "golden")
     with project.runs.start_run("e", capture=False) as run:
-        run.log_model(PythonModel(), "churn")
-        run.log_model(PythonModel(), "churn")
+        run.log_model(Constant(), "churn")
+        run.log_model(Constant(), "churn")
     return run.id
 
 

@@ -202,16 +202,26 @@ def test_unprotected_aliases_and_stages_move_directly(
         project.registry.set_alias("m@1", "latest")
 
 
+_RACE_MODEL = """
+from shipyard.services.flavors.python import PythonModel
+
+
+class Constant(PythonModel):
+    def predict(self, context, model_input):
+        return 1
+"""
+
 _REGISTER = """
 import sys, time, pathlib
+sys.path.insert(0, sys.argv[4])
+from racemodel import Constant
 from shipyard.settings import Settings
 from shipyard.app import build
-from shipyard.services.flavors.python import PythonModel
 root, uri, start = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
 project = build(Settings.load(root, env={}, metadata_uri=uri))
 while not start.exists():
     time.sleep(0.005)
-print(project.models.log_model(PythonModel(), "race").version)
+print(project.models.log_model(Constant(), "race").version)
 """
 
 
@@ -219,7 +229,8 @@ def test_twenty_processes_registering_at_once_get_contiguous_numbers(
     project: Shipyard, tmp_path: Path
 ) -> None:
     start = tmp_path / "go"
-    args = [str(project.settings.root), project.settings.metadata_uri, str(start)]
+    (tmp_path / "racemodel.py").write_text(_RACE_MODEL)
+    args = [str(project.settings.root), project.settings.metadata_uri, str(start), str(tmp_path)]
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _REGISTER, *args], stdout=subprocess.PIPE, text=True
@@ -268,7 +279,11 @@ def test_use_dataset_records_the_numbered_version_and_refuses_unknown_ones(
 
 
 def test_a_python_model_class_from_main_is_refused(project: Shipyard) -> None:
-    main_class = type("InMain", (PythonModel,), {"__module__": "__main__"})
+    main_class = type(
+        "InMain",
+        (PythonModel,),
+        {"__module__": "__main__", "predict": lambda self, context, model_input: 1},
+    )
     with pytest.raises(InvalidArgumentError, match="__main__"):
         project.models.log_model(main_class(), "m")
 

@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import importlib.metadata
 import os
@@ -218,14 +219,11 @@ def process_alive(pid: int, host: str, started_at: float | None = None) -> bool 
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # it exists, under another user
-    except OverflowError:
-        return False  # larger than any pid can be
-    except OSError:
-        return None
+    except (ProcessLookupError, OverflowError):
+        return False  # no such process, or a number larger than any pid can be
+    except OSError as exc:
+        if not isinstance(exc, PermissionError):  # PermissionError: it runs as another user
+            return None
     stat = _proc_stat(pid)
     if stat is None:
         return True  # no /proc here (macOS), or hidden from us: the signal probe has to do
@@ -275,11 +273,10 @@ def _entry_point(argv: Sequence[str]) -> dict[str, Any]:
     if not argv:
         return {"script": None, "argv": []}
     script = argv[0]
-    try:
+    # an unreadable path is still worth recording as given
+    with contextlib.suppress(OSError):
         if script and Path(script).is_file():
             script = str(Path(script).resolve())
-    except OSError:
-        pass  # an unreadable path is still worth recording as given
     return {"script": script, "argv": _redact_argv(argv[1:])}
 
 
@@ -364,12 +361,11 @@ def _peak_rss_bytes() -> int:
     if sys.platform == "linux":
         # Linux's ru_maxrss keeps the peak of the program that called exec(), so a small run
         # started by a big parent would report the parent's peak; VmHWM is this program's own.
-        try:
+        # without /proc, ru_maxrss below is the next best thing
+        with contextlib.suppress(OSError, IndexError, ValueError):
             status = Path("/proc/self/status").read_text(encoding="utf-8", errors="replace")
             hwm = [line.split() for line in status.splitlines() if line.startswith("VmHWM:")]
             return int(hwm[0][1]) * 1024  # reported in kB
-        except (OSError, IndexError, ValueError):
-            pass  # /proc not mounted: ru_maxrss is the next best thing
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # macOS reports bytes; Linux and the BSDs report KiB.
     return int(peak) if sys.platform == "darwin" else int(peak) * 1024

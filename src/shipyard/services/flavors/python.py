@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pickle
 import shutil
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +32,8 @@ class ModelContext:
     artifacts: Mapping[str, str] = field(default_factory=dict)
 
 
-class PythonModel:
-    """Subclass this to store any model: override ``predict`` (and ``load_context``).
+class PythonModel(ABC):
+    """Subclass this to store any model: define ``predict`` (and ``load_context``).
 
     Set ``artifacts = {"weights": "/path/to/file"}`` on the instance to ship files with
     it; at load time ``context.artifacts["weights"]`` is their local path.
@@ -40,12 +41,12 @@ class PythonModel:
 
     artifacts: Mapping[str, str] = {}
 
-    def load_context(self, context: ModelContext) -> None:
+    def load_context(self, context: ModelContext) -> None:  # noqa: B027 - an optional hook
         """Load what ``predict`` needs (weights, vocabularies) from ``context.artifacts``."""
 
+    @abstractmethod
     def predict(self, context: ModelContext, model_input: Any) -> Any:
         """Predictions for ``model_input``."""
-        raise NotImplementedError("a PythonModel subclass defines predict()")
 
 
 class _Loaded(LoadedModel):
