@@ -8,6 +8,7 @@ in-memory sources are first written to a private temporary folder inside the pro
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
 import shutil
 import stat
@@ -29,6 +30,7 @@ __all__ = ["ResolvedSource", "resolve_source"]
 
 _HTTP_TIMEOUT = 60
 _SQL_BATCH = 50_000
+_NAME = operator.attrgetter("name")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,26 +95,70 @@ def _local_files(path: Path) -> list[LocalFile]:
     except OSError as exc:
         raise SourceError(str(path), exc.strerror or str(exc)) from None
     if stat.S_ISREG(info.st_mode):
-        return [LocalFile(path.resolve(), path.name)]
+        key = (info.st_size, info.st_mtime_ns, info.st_ino)
+        return [LocalFile(path.resolve(), path.name, key)]
     if not stat.S_ISDIR(info.st_mode):
         raise SourceError(str(path), "not a regular file or folder")
-    root = path.resolve()
-    files: list[LocalFile] = []
-    for folder, dirs, names in os.walk(root):
-        dirs.sort()
-        for name in sorted(names):
-            full = Path(folder, name)
-            rel = full.relative_to(root).as_posix()
-            if full.is_symlink():
-                target = full.resolve()
-                if root not in target.parents:
-                    raise UnsafePathError(rel, "a symlink in the folder leads outside it")
-            if not full.is_file():
-                raise SourceError(str(full), "not a regular file")
-            files.append(LocalFile(full, rel))
+    files = _walk(str(path.resolve()))
     if not files:
         raise SourceError(str(path), "the folder holds no files")
     return files
+
+
+def _walk(root: str) -> list[LocalFile]:
+    """The files under ``root``, in ``os.walk`` order with sorted names, each stat'ed once.
+
+    Like ``os.walk``: a folder that cannot be listed is skipped, and a symlink to a folder is
+    neither followed nor stored. A symlink to a file inside ``root`` is stored as that file;
+    one that leads outside raises ``UnsafePathError``; anything else that is not a regular
+    file (a socket, a device, a dangling symlink) raises ``SourceError``.
+    """
+    inside = root.rstrip("/") + "/"
+    files: list[LocalFile] = []
+    folders = [(root, "")]  # a stack of (absolute path, its name inside root + "/")
+    while folders:
+        folder, prefix = folders.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=_NAME)
+        except OSError:
+            continue
+        subfolders: list[tuple[str, str]] = []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()  # follows a symlink, as os.walk does
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if not entry.is_symlink():
+                    subfolders.append((entry.path, prefix + entry.name + "/"))
+                continue
+            try:
+                info: os.stat_result | None = entry.stat(follow_symlinks=False)
+            except OSError:
+                info = None
+            if info is None or not stat.S_ISREG(info.st_mode):
+                info = _followed(entry, prefix + entry.name, info, inside)
+            key = (info.st_size, info.st_mtime_ns, info.st_ino)
+            files.append(LocalFile(entry.path, prefix + entry.name, key))
+        folders.extend(reversed(subfolders))
+    return files
+
+
+def _followed(
+    entry: os.DirEntry[str], name: str, info: os.stat_result | None, inside: str
+) -> os.stat_result:
+    """The stat of the file a symlink inside the folder leads to; any other entry raises."""
+    if info is not None and stat.S_ISLNK(info.st_mode):
+        if not os.path.realpath(entry.path).startswith(inside):
+            raise UnsafePathError(name, "a symlink in the folder leads outside it")
+        try:
+            info = entry.stat()
+        except OSError:
+            info = None
+    if info is None or not stat.S_ISREG(info.st_mode):
+        raise SourceError(entry.path, "not a regular file")
+    return info
 
 
 def _from_http(url: str, tmp: Path) -> LocalFile:

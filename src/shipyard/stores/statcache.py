@@ -8,15 +8,22 @@ store: stat results mean nothing on another machine.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["StatCache", "StatKey"]
 
 _RACY_NS = 2_000_000_000
+# Up to this many paths are looked up one by one (by key, bound parameters within SQLite's
+# limit of 32,766); more are read in one range scan of their common prefix.
+_POINT_LOOKUPS = 5_000
+_SELECT = "select path, size, mtime_ns, inode, digest from stat_cache"
+_ANY = "select 1 from stat_cache limit 1"
 
 _SCHEMA = """
 create table if not exists stat_cache (
@@ -52,15 +59,30 @@ class StatCache:
         self._conn.execute("pragma synchronous = normal")
         self._conn.execute(_SCHEMA)
 
-    def lookup(self, folder: Path) -> dict[str, tuple[StatKey, str]]:
-        """Every cached entry under ``folder`` (absolute paths), with its stat key and digest."""
-        prefix = str(folder).rstrip("/") + "/"
-        rows = self._conn.execute(
-            "select path, size, mtime_ns, inode, digest from stat_cache "
-            "where path >= ? and path < ?",
-            (prefix, prefix[:-1] + "0"),  # '0' sorts right after '/'
-        )
-        return {row[0]: (StatKey(row[1], row[2], row[3]), row[4]) for row in rows}
+    def lookup(self, paths: Sequence[str]) -> dict[str, tuple[int, int, int, str]]:
+        """The cached entries of these absolute paths: path -> (size, mtime_ns, inode, digest).
+
+        Plain tuples, not ``StatKey``: a re-add of 100,000 files compares them all.
+        """
+        if not paths or self._conn.execute(_ANY).fetchone() is None:
+            return {}
+        if len(paths) <= _POINT_LOOKUPS:
+            marks = ", ".join("?" * len(paths))
+            rows = self._conn.execute(f"{_SELECT} where path in ({marks})", paths).fetchall()
+        else:
+            # The entries under the paths' common prefix, in one range scan of the key. The
+            # prefix of the first and last path in sort order is the prefix of them all; a
+            # character prefix, not a folder, is what a range of keys needs.
+            prefix = os.path.commonprefix([min(paths), max(paths)])  # noqa: RUF071
+            prefix = prefix.rstrip(chr(sys.maxunicode))  # no character sorts after it
+            if prefix:
+                end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+                rows = self._conn.execute(
+                    f"{_SELECT} where path >= ? and path < ?", (prefix, end)
+                ).fetchall()
+            else:
+                rows = self._conn.execute(_SELECT).fetchall()
+        return {row[0]: row[1:] for row in rows}
 
     def get(self, path: Path, key: StatKey) -> str | None:
         """The cached digest of one file, if its stat key still matches."""
@@ -71,14 +93,15 @@ class StatCache:
             return None
         return str(row[3])
 
-    def update(self, entries: Iterable[tuple[Path, StatKey, str]]) -> None:
-        """Remember digests; one transaction for the lot."""
+    def update(self, entries: Iterable[tuple[str, int, int, int, str]]) -> None:
+        """Remember digests, given as (path, size, mtime_ns, inode, digest); one transaction.
+
+        Plain tuples, not ``StatKey``: the first add of 100,000 files makes as many.
+        """
         # A file modified in the same tick as it was cached would look unchanged ("racily
         # clean", as git calls it): entries this fresh are not cached.
         fresh = time.time_ns() - _RACY_NS
-        rows = [
-            (str(p), k.size, k.mtime_ns, k.inode, d) for p, k, d in entries if k.mtime_ns < fresh
-        ]
+        rows = [entry for entry in entries if entry[2] < fresh]
         if not rows:
             return
         try:

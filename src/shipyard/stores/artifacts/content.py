@@ -25,6 +25,7 @@ BLOB_PREFIX = "blobs"
 CHUNK = 1024 * 1024
 _SMALL = 8 * 1024 * 1024  # files up to this size are read into memory in one go
 _PARALLEL_FROM = 4 * 1024 * 1024  # multithreaded BLAKE3 pays off above this size
+_MMAP_FROM = 1024 * 1024  # hash_file maps files from this size; it reads smaller ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +42,15 @@ def _hasher(size: int) -> blake3:
 
 
 def hash_file(path: Path) -> tuple[str, int]:
-    """BLAKE3 digest and size of a local file, memory-mapped and multithreaded."""
-    with path.open("rb") as file:
+    """BLAKE3 digest and size of a local file; a large one memory-mapped and multithreaded."""
+    with path.open("rb", buffering=0) as file:
         size = os.fstat(file.fileno()).st_size
+        if size < _MMAP_FROM:  # a map costs more than a copy of a small file
+            data = file.readall()
+            return format_digest(blake3(data).hexdigest()), len(data)
         hasher = _hasher(size)
-        if size:
-            with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as view:
-                hasher.update(view)
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            hasher.update(view)
     return format_digest(hasher.hexdigest()), size
 
 
