@@ -317,6 +317,7 @@ class RunService:
                     ).scalars()
                 )
         self._reap_running()
+        self._metadata.refresh_statistics()
         run_ids, token = search_run_ids(self._metadata, query, ids)
         return RunPage(self.load(run_ids), token)
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import getpass
+import math
 import os
 import socket
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +77,7 @@ class SqlMetadataStore:
         if self.dialect == "postgresql" and url.drivername == "postgresql":
             url = url.set(drivername="postgresql+psycopg")
         self._db_path: Path | None = None
+        self._analyzed_at = -math.inf
         options: dict[str, Any] = {}
         if self.dialect == "sqlite":
             options["connect_args"] = {"timeout": _BUSY_TIMEOUT_MS / 1000}
@@ -257,21 +260,28 @@ class SqlMetadataStore:
             rows = [str(r[0]) for r in conn.execute(text("PRAGMA integrity_check"))]
         return [] if rows == ["ok"] else rows
 
-    def close(self) -> None:
-        """Refresh SQLite's planner statistics where they are stale, then close connections.
+    def refresh_statistics(self, *, max_age: float = 300.0) -> None:
+        """Refresh SQLite's planner statistics if this process has not for ``max_age`` s.
 
         Without statistics SQLite may walk a wide index range instead of a narrow one (a
-        search filtering on a metric and a param ran 6x slower); PostgreSQL's autovacuum
-        keeps its own statistics.
+        search filtering on a metric and a param ran 6x slower). The refresh is bounded
+        (10,000 sampled rows an index) and gives up at once when another process is writing.
+        PostgreSQL's autovacuum keeps its own statistics.
         """
-        if self.dialect == "sqlite":
-            with contextlib.suppress(Exception), self.engine.connect() as conn:
-                # Bounded and polite: sample 400 rows an index, give up at once when another
-                # process is writing (statistics can wait for the next close).
-                conn.exec_driver_sql("PRAGMA busy_timeout = 20")
-                conn.exec_driver_sql("PRAGMA analysis_limit = 400")
-                conn.exec_driver_sql("ANALYZE")
-                conn.commit()
+        now = time.monotonic()
+        if self.dialect != "sqlite" or now - self._analyzed_at < max_age:
+            return
+        self._analyzed_at = now
+        with contextlib.suppress(Exception), self.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA busy_timeout = 20")
+            conn.exec_driver_sql("PRAGMA analysis_limit = 10000")
+            conn.exec_driver_sql("ANALYZE")
+            conn.commit()
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+
+    def close(self) -> None:
+        """Refresh stale planner statistics (SQLite), then close every pooled connection."""
+        self.refresh_statistics()
         self.engine.dispose()
 
 
