@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from shipyard.domain.numbers import json_float
+
 __all__ = ["CHUNK_POINTS", "POINT", "MetricHistory", "pack", "unpack"]
 
 CHUNK_POINTS = 4096
@@ -46,11 +48,5 @@ class MetricHistory:
             "key": self.key,
             "steps": self.steps.tolist(),
             "timestamps": self.timestamps.tolist(),
-            "values": [_json_float(v) for v in self.values.tolist()],
+            "values": [json_float(v) for v in self.values.tolist()],
         }
-
-
-def _json_float(value: float) -> float | str:
-    if np.isfinite(value):
-        return value
-    return "NaN" if np.isnan(value) else ("Infinity" if value > 0 else "-Infinity")

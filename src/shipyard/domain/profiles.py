@@ -13,11 +13,11 @@ always passes ``json.dumps(..., allow_nan=False)`` and ``from_dict`` round-trips
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from shipyard.domain.numbers import float_from_json, json_float
 from shipyard.errors import InvalidArgumentError
 
 __all__ = [
@@ -48,39 +48,19 @@ QUANTILES: tuple[tuple[str, float], ...] = (
 # A column's min or max: a number for numeric columns, an ISO 8601 string for temporal ones.
 Scalar = int | float | str | None
 
-_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
-
-def _float_out(value: float) -> float | str:
-    if math.isfinite(value):
-        return value
-    if math.isnan(value):
-        return "NaN"
-    return "Infinity" if value > 0 else "-Infinity"
-
-
-def _float_in(value: object) -> float:
-    if isinstance(value, str):
-        if value not in _NON_FINITE:
-            raise InvalidArgumentError(f"expected a number, got {value!r}")
-        return _NON_FINITE[value]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidArgumentError(f"expected a number, got {value!r}")
-    return float(value)
-
-
-def _optional_float_in(value: object) -> float | None:
-    return None if value is None else _float_in(value)
+def _optional_float(value: object) -> float | None:
+    return None if value is None else float_from_json(value)
 
 
 def _scalar_out(value: Scalar) -> int | float | str | None:
-    return _float_out(value) if isinstance(value, float) else value
+    return json_float(value) if isinstance(value, float) else value
 
 
 def _scalar_in(value: object, kind: Kind) -> Scalar:
     # A numeric column's bound is never a string, so a string there is a non-finite float.
     if kind == "numeric" and isinstance(value, str):
-        return _float_in(value)
+        return float_from_json(value)
     if value is None or isinstance(value, str | float):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
@@ -147,7 +127,7 @@ class Histogram:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
-        return {"edges": [_float_out(e) for e in self.edges], "counts": list(self.counts)}
+        return {"edges": [json_float(e) for e in self.edges], "counts": list(self.counts)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Histogram:
@@ -160,7 +140,7 @@ class Histogram:
             The histogram.
         """
         return cls(
-            edges=tuple(_float_in(e) for e in data["edges"]),
+            edges=tuple(float_from_json(e) for e in data["edges"]),
             counts=tuple(int(c) for c in data["counts"]),
         )
 
@@ -221,14 +201,14 @@ class ColumnProfile:
             "kind": self.kind,
             "count": self.count,
             "nulls": self.nulls,
-            "na_share": _float_out(self.na_share),
+            "na_share": json_float(self.na_share),
             "distinct": self.distinct,
             "distinct_approx": self.distinct_approx,
             "min": _scalar_out(self.min),
             "max": _scalar_out(self.max),
-            "mean": None if self.mean is None else _float_out(self.mean),
-            "std": None if self.std is None else _float_out(self.std),
-            "quantiles": {k: _float_out(v) for k, v in self.quantiles.items()},
+            "mean": None if self.mean is None else json_float(self.mean),
+            "std": None if self.std is None else json_float(self.std),
+            "quantiles": {k: json_float(v) for k, v in self.quantiles.items()},
             "histogram": None if self.histogram is None else self.histogram.to_dict(),
             "top": [[value, n] for value, n in self.top],
             "nan_count": self.nan_count,
@@ -259,14 +239,16 @@ class ColumnProfile:
             kind=checked,
             count=int(data["count"]),
             nulls=int(data["nulls"]),
-            na_share=_float_in(data["na_share"]),
+            na_share=float_from_json(data["na_share"]),
             distinct=int(data["distinct"]),
             distinct_approx=bool(data.get("distinct_approx", False)),
             min=_scalar_in(data.get("min"), checked),
             max=_scalar_in(data.get("max"), checked),
-            mean=_optional_float_in(data.get("mean")),
-            std=_optional_float_in(data.get("std")),
-            quantiles={str(k): _float_in(v) for k, v in (data.get("quantiles") or {}).items()},
+            mean=_optional_float(data.get("mean")),
+            std=_optional_float(data.get("std")),
+            quantiles={
+                str(k): float_from_json(v) for k, v in (data.get("quantiles") or {}).items()
+            },
             histogram=None if histogram is None else Histogram.from_dict(histogram),
             top=tuple((str(value), int(n)) for value, n in data.get("top") or ()),
             nan_count=int(data.get("nan_count", 0)),

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from shipyard.domain.numbers import json_float
+
 __all__ = [
     "FINAL_STATUSES",
     "STATUSES",
@@ -55,11 +57,11 @@ class MetricSummary:
         """JSON-safe form (NaN and infinities as strings)."""
         return {
             "key": self.key,
-            "value": _json_float(self.value),
+            "value": json_float(self.value),
             "step": self.step,
             "timestamp": self.timestamp,
-            "min": _json_float(self.min),
-            "max": _json_float(self.max),
+            "min": None if self.min is None else json_float(self.min),
+            "max": None if self.max is None else json_float(self.max),
             "count": self.count,
         }
 
@@ -120,9 +122,3 @@ class Run:
             "environment": self.environment,
             "resources": self.resources,
         }
-
-
-def _json_float(value: float | None) -> float | str | None:
-    if value is None or (value == value and value not in (float("inf"), float("-inf"))):
-        return value
-    return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")

@@ -11,7 +11,7 @@ from typing import Any
 from shipyard._version import __version__
 from shipyard.errors import BlobNotFoundError, NotFoundError, NotSupportedError, ShipyardError
 from shipyard.stores.artifacts.content import ContentStore
-from shipyard.stores.metadata import SqlMetadataStore
+from shipyard.stores.metadata import SqlMetadataStore, redact_url
 
 __all__ = ["FsckReport", "GcReport", "MaintenanceService", "StoreInfo"]
 
@@ -116,7 +116,7 @@ class MaintenanceService:
         return StoreInfo(
             version=__version__,
             project_root=str(self._context["project_root"]),
-            metadata_uri=_hide_password(self._metadata.uri),
+            metadata_uri=redact_url(self._metadata.uri),
             metadata_backend=self._metadata.dialect,
             metadata_reachable=reachable,
             metadata_detail=detail,
@@ -189,9 +189,3 @@ class MaintenanceService:
             return False
         except NotSupportedError:  # age unknown: only a zero grace period may delete it
             return cutoff >= time.time()
-
-
-def _hide_password(uri: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(uri).render_as_string(hide_password=True)

@@ -261,10 +261,7 @@ class RegistryService:
         _check_alias(alias)
         version = self.resolve(reference)
         if alias in self.protected_aliases:
-            raise PermissionDeniedError(
-                f"alias {alias!r} is protected: request it with `shipyard models request "
-                f"{reference} --to {alias} --reason ...` and have an approver approve it"
-            )
+            raise _protected("alias", alias, reference)
         with self._metadata.write() as conn:
             self._move_alias(conn, version, alias)
         return self.resolve(version.ref)
@@ -279,10 +276,7 @@ class RegistryService:
         _check_stage(stage)
         version = self.resolve(reference)
         if stage in self.protected_stages:
-            raise PermissionDeniedError(
-                f"stage {stage!r} is protected: request it with `shipyard models request "
-                f"{reference} --to {stage} --reason ...` and have an approver approve it"
-            )
+            raise _protected("stage", stage, reference)
         with self._metadata.write() as conn:
             self._move_stage(conn, version, stage)
         return self.resolve(version.ref)
@@ -531,6 +525,13 @@ class RegistryService:
             query = query.where(p.name == name)
         with self._metadata.read() as conn:
             return [PromotionRequest(**r._mapping) for r in conn.execute(query)]
+
+
+def _protected(kind: str, target: str, reference: str) -> PermissionDeniedError:
+    return PermissionDeniedError(
+        f"{kind} {target!r} is protected: request it with `shipyard models request "
+        f"{reference} --to {target} --reason ...` and have an approver approve it"
+    )
 
 
 def _finite(value: float | None) -> float | None:

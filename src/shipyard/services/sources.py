@@ -25,6 +25,7 @@ from typing import Any
 from shipyard.domain.ids import utcnow
 from shipyard.errors import MissingDependencyError, SourceError, UnsafePathError
 from shipyard.services.objects import LocalFile
+from shipyard.stores.metadata import redact_url
 
 __all__ = ["ResolvedSource", "resolve_source"]
 
@@ -67,7 +68,7 @@ def resolve_source(
         if sql is not None:
             if not db:
                 raise SourceError("the SQL query", "name the database with --db URL")
-            yield ResolvedSource([_from_sql(sql, db, tmp)], _hide_password(db), utcnow())
+            yield ResolvedSource([_from_sql(sql, db, tmp)], redact_url(db), utcnow())
         elif isinstance(source, (str, os.PathLike)):
             text = os.fspath(source)
             if text.startswith(("http://", "https://")):
@@ -205,7 +206,7 @@ def _from_sql(sql: str, db: str, tmp: Path) -> LocalFile:
     try:
         engine = create_engine(db)
     except (SQLAlchemyError, ValueError) as exc:
-        raise SourceError(_hide_password(db), f"not a usable database URL ({exc})") from None
+        raise SourceError(redact_url(db), f"not a usable database URL ({exc})") from None
     except ModuleNotFoundError as exc:
         raise MissingDependencyError(exc.name or "driver", "all") from None
     writer: Any = None
@@ -255,13 +256,3 @@ def _from_frame(frame: Any, tmp: Path) -> LocalFile:
     dest = tmp / "data.parquet"
     pq.write_table(table, dest, compression="zstd")
     return LocalFile(dest, "data.parquet")
-
-
-def _hide_password(url: str) -> str:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url

@@ -1,5 +1,5 @@
 """The metadata store: one SQLAlchemy store for SQLite and PostgreSQL."""
 
-from shipyard.stores.metadata.sql import MigrationStatus, SqlMetadataStore
+from shipyard.stores.metadata.sql import MigrationStatus, SqlMetadataStore, redact_url
 
-__all__ = ["MigrationStatus", "SqlMetadataStore"]
+__all__ = ["MigrationStatus", "SqlMetadataStore", "redact_url"]

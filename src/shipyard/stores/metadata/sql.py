@@ -31,7 +31,7 @@ from shipyard.domain.ids import utcnow
 from shipyard.errors import MissingDependencyError, SettingsError, StoreUnavailableError
 from shipyard.stores.metadata.schema import digest_columns, schema_history
 
-__all__ = ["MigrationStatus", "SqlMetadataStore"]
+__all__ = ["MigrationStatus", "SqlMetadataStore", "redact_url"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_LOCK_KEY = 0x5348_4950  # "SHIP": the advisory lock that serialises migrations
@@ -336,3 +336,11 @@ def _os_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return f"uid-{os.getuid()}"
+
+
+def redact_url(url: str) -> str:
+    """A database URL fit to print or store: the password replaced by ``***``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
