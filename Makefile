@@ -15,11 +15,12 @@ $(PY):
 
 # Reinstall only when the dependencies change.
 $(VENV)/.installed-dev: pyproject.toml | $(PY)
+	$(PIP) install '$(TORCH)'
 	$(PIP) install -e '.[dev]'
 	touch $@
 
 $(VENV)/.installed-demo: pyproject.toml | $(PY)
-	$(PIP) install -e '.[ml]'
+	$(PIP) install -e '.[ml,server]'
 	touch $@
 
 demo: $(VENV)/.installed-demo

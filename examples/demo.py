@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,7 +21,14 @@ from rich.rule import Rule
 console = Console(highlight=False)
 
 
-def step(title: str, *args: str, cwd: Path, expect: int = 0, user: str | None = None) -> str:
+def step(
+    title: str,
+    *args: str,
+    cwd: Path,
+    expect: int = 0,
+    user: str | None = None,
+    show: bool = True,
+) -> str:
     """Run `shipyard ARGS` in the project (as USER), show the command and its output."""
     if title:
         console.print(Rule(f"[bold]{title}"))
@@ -39,7 +47,8 @@ def step(title: str, *args: str, cwd: Path, expect: int = 0, user: str | None = 
         check=False,
     )
     output = result.stdout + result.stderr
-    console.print(output.rstrip(), markup=False, soft_wrap=True)
+    if show or result.returncode != expect:
+        console.print(output.rstrip(), markup=False, soft_wrap=True)
     if result.returncode != expect:
         console.print(f"[red]demo step failed with exit code {result.returncode}[/red]")
         raise SystemExit(1)
@@ -114,7 +123,7 @@ def main() -> None:
             expect=1,
         )
         step("8. what changed between the versions", "data", "diff", "wine@1", "wine@2", cwd=root)
-        best = train_two_models(root)
+        best = train_in_a_pipeline(root)
         step(
             "12. the runs, best first",
             "runs",
@@ -174,57 +183,159 @@ def main() -> None:
         step("18. the audit log is intact", "audit", "verify", cwd=root)
         step("19. check every blob and reference", "fsck", cwd=root)
         step("20. blobs nothing references", "gc", "--dry-run", cwd=root)
+        serve_and_monitor(root)
         console.print(Rule("[green]demo finished"))
 
 
-def train_two_models(root: Path) -> str:
-    """Train two classifiers on wine@2 with the Python API, log and register both.
+def train_in_a_pipeline(root: Path) -> str:
+    """Run the training pipeline twice (the second run is all cached); show its DAG.
 
     Returns:
-        The reference of the better version.
+        The reference of the model version the pipeline registered.
     """
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import train_test_split
+    shutil.copy(Path(__file__).with_name("wine_pipeline.py"), root / "wine_pipeline.py")
+    target = "wine_pipeline.py:train"
+    out = step(
+        "9. train as a pipeline: load, validate, split, two models at once, evaluate, register",
+        "run",
+        target,
+        "--param",
+        "dataset=wine@2",
+        "--json",
+        cwd=root,
+        user="alice",
+        show=False,
+    )
+    first = json.loads(out)
+    console.print(
+        f"  run {first['id']}: {first['status']} in {first['duration']:.1f} s -> {first['result']}"
+    )
+    out = step(
+        "10. run it again: same data, same code, every task comes from the cache",
+        "run",
+        target,
+        "--param",
+        "dataset=wine@2",
+        "--json",
+        cwd=root,
+        user="alice",
+        show=False,
+    )
+    second = json.loads(out)
+    console.print(f"  run {second['id']}: {second['status']} in {second['duration']:.1f} s")
+    step(
+        "11. the second run's DAG (and a timeline as HTML)",
+        "pipelines",
+        "show",
+        second["id"],
+        "--html",
+        "pipeline.html",
+        cwd=root,
+    )
+    return str(first["result"]["model"])
 
-    import shipyard
 
-    console.print(Rule("[bold]11. train two models on wine@2, tracked and registered"))
-    with shipyard.connect(root, user="alice") as project:
-        data = project.datasets.get("wine@2")
-        frame = data.to_pandas()
-        features = frame.drop(columns=["id", "target", "batch"])
-        X_train, X_test, y_train, y_test = train_test_split(
-            features, frame["target"], test_size=0.3, random_state=0, stratify=frame["target"]
-        )
-        candidates = {
-            "logistic": LogisticRegression(max_iter=5000),
-            "forest": RandomForestClassifier(n_estimators=100, max_depth=6, random_state=0),
-        }
-        scores: dict[str, float] = {}
-        for name, model in candidates.items():
-            with project.runs.start_run("wine", name=name) as run:
-                run.use_dataset(data)
-                run.log_params({k: v for k, v in model.get_params().items() if v is not None})
-                model.fit(X_train, y_train)
-                accuracy = float((model.predict(X_test) == y_test).mean())
-                run.log_metric("accuracy", accuracy)
-                version = run.log_model(
-                    model, "wine-classifier", input_example=X_test[:5], training_sample=X_train
-                )
-            scores[version.ref] = accuracy
-            console.print(
-                f"  {name}: accuracy {accuracy:.3f} -> {version.ref} "
-                f"(ONNX {version.onnx_status}"
-                + (
-                    f", max diff {version.onnx_max_diff:.2g})"
-                    if version.onnx_max_diff is not None
-                    else ")"
-                )
-            )
-    best = max(scores, key=lambda ref: scores[ref])
-    console.print(f"  the better model is {best}")
-    return best
+def serve_and_monitor(root: Path) -> None:
+    """Serve production, send normal then shifted traffic, monitor it: drift, alert, retrain."""
+    import socket
+    import time
+
+    import httpx
+    from sklearn.datasets import load_wine
+
+    with socket.socket() as probe:  # a free port on loopback
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    args = ["serve", "wine-classifier@production", "--port", str(port)]
+    console.print(Rule("[bold]21. serve the production model in the background"))
+    console.print(f"[cyan]$ shipyard {shlex.join(args)} &[/cyan]")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "shipyard", *args],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if server.poll() is not None:
+                console.print((server.stderr.read() if server.stderr else "").rstrip())
+                console.print("[red]the model server did not start[/red]")
+                raise SystemExit(1)
+            try:
+                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                console.print("[red]the model server was not ready within 60 s[/red]")
+                raise SystemExit(1)
+            time.sleep(0.2)
+        wine = load_wine(as_frame=True)
+        normal = wine.data.sample(60, random_state=1)
+        shifted = wine.data.sample(120, random_state=2) * 1.3  # a new supplier's units
+        console.print(Rule("[bold]22. traffic: 60 usual rows, then 120 shifted ones, with labels"))
+        labels: dict[str, int] = {}
+        with httpx.Client(base_url=url, timeout=30) as client:
+            for frame in (normal, shifted):
+                for index, row in frame.iterrows():
+                    answer = client.post("/predict", json={"records": [row.to_dict()]})
+                    answer.raise_for_status()
+                    labels[answer.json()["request_id"]] = int(wine.target[index])
+            client.post("/feedback", json={"labels": labels}).raise_for_status()
+            console.print(f"  {len(labels)} requests answered, {len(labels)} labels sent back")
+            console.print(Rule("[bold]23. what Prometheus scrapes from /metrics (a few lines)"))
+            console.print(f"[cyan]$ curl {url}/metrics[/cyan]")
+            wanted = ("shipyard_requests_total{", "shipyard_model_info", "shipyard_request_dur")
+            lines = client.get("/metrics").text.splitlines()
+            shown = [x for x in lines if x.startswith(wanted) and "_bucket" not in x]
+            console.print("\n".join(shown[:8]), markup=False)
+    finally:
+        server.terminate()  # SIGTERM: drain, flush the prediction log, mark it stopped
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    configure_monitoring(root)
+    step(
+        "24. monitor the last hour: drift, the alert, and the retraining loop",
+        "monitor",
+        "run",
+        "wine-classifier@production",
+        "--window",
+        "1h",
+        "--html",
+        "monitoring.html",
+        cwd=root,
+        user="alice",
+    )
+    step(
+        "25. the promotion request the loop filed waits for an approver",
+        "models",
+        "requests",
+        cwd=root,
+    )
+
+
+def configure_monitoring(root: Path) -> None:
+    """Turn on alert rules and the retraining loop in shipyard.toml (as a team would)."""
+    config = root / "shipyard.toml"
+    text = config.read_text()
+    for key, value in {
+        "alerts": '["drift_share > 0.3", "accuracy < 0.9"]',
+        "retrain_pipeline": '"wine_pipeline.py:train"',
+        "retrain_dataset": '"wine-feedback"',
+    }.items():
+        text = text.replace(f'# {key} = ""', f"{key} = {value}")
+    config.write_text(text)
+    console.print(Rule("[bold]    shipyard.toml: alert rules and the retraining pipeline"))
+    section = text[text.index("[monitoring]") :].split("\n[")[0]
+    console.print("\n".join(x for x in section.splitlines() if not x.startswith("#")), markup=False)
 
 
 CHECKS = """

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _pytest.nodeid import coerce_node_id
 from sqlalchemy import create_engine, text
 
 from shipyard.app import Shipyard, build
@@ -66,3 +67,23 @@ def project(settings: Settings) -> Iterator[Shipyard]:
     """A fresh, migrated project on each metadata back end."""
     with build(settings) as opened:
         yield opened
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Make ``xdist_group`` group again (Ray starts once, on one worker).
+
+    pytest-xdist 3.8 appends the group to ``item._nodeid``, but pytest 9.2 reads the node id
+    from ``item._id``, so ``--dist loadgroup`` would spread a group over every worker.
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        names = sorted(
+            {
+                str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                for m in item.iter_markers("xdist_group")
+            }
+        )
+        if names and "@" not in item.nodeid:
+            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(names)}")  # type: ignore[attr-defined]

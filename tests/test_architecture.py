@@ -12,12 +12,15 @@ import shipyard
 
 SRC = Path(shipyard.__file__).parent
 # A layer may import itself and the layers to its right, never those to its left.
-LAYERS = ["cli", "server", "app", "services", "stores", "domain"]
+# Executors (where work runs) sit beside the stores: services use them, they use the domain.
+LAYERS = ["cli", "server", "app", "services", "executors", "stores", "domain"]
 ALLOWED = {
-    "cli": {"cli", "app", "services", "stores", "domain"},
-    "server": {"server", "app", "services", "stores", "domain"},
-    "app": {"app", "services", "stores", "domain"},
-    "services": {"services", "stores", "domain"},
+    # `shipyard serve` and `shipyard server` start the HTTP layer: the CLI may reach it.
+    "cli": {"cli", "server", "app", "services", "executors", "stores", "domain"},
+    "server": {"server", "app", "services", "executors", "stores", "domain"},
+    "app": {"app", "services", "executors", "stores", "domain"},
+    "services": {"services", "executors", "stores", "domain"},
+    "executors": {"executors", "domain"},
     "stores": {"stores", "domain"},
     "domain": {"domain"},
 }
@@ -70,7 +73,8 @@ def test_settings_is_the_only_reader_of_the_environment_and_config() -> None:
 
 def test_the_public_api_equals_dunder_all() -> None:
     assert sorted(shipyard.__all__) == shipyard.__all__
-    for name in set(shipyard.__all__) - {"autolog", "datasets", "models", "registry", "runs"}:
+    lazy_services = {"autolog", "datasets", "models", "predictions", "registry", "runs"}
+    for name in set(shipyard.__all__) - lazy_services:
         assert getattr(shipyard, name) is not None
     public = {
         name
@@ -86,8 +90,11 @@ def test_the_public_api_equals_dunder_all() -> None:
         "autolog",
         "datasets",
         "models",
+        "pipeline",
+        "predictions",
         "registry",
         "runs",
+        "task",
     }
     assert public | lazy == set(shipyard.__all__) - {"__version__"}
 

@@ -9,8 +9,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+import shipyard as sy
 from shipyard.app import Shipyard
 from shipyard.domain.lineage import Node
+from shipyard.services.drift import compare
+from shipyard.services.drift_reports import render_drift_html
 from shipyard.services.lineage_reports import render_lineage_html
 from shipyard.services.reports import render_diff_html
 from shipyard.services.run_reports import (
@@ -22,6 +25,24 @@ from shipyard.services.run_reports import (
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
+REPORTS = ["profile", "diff", "history", "compare", "lineage", "drift", "pipeline"]
+
+
+@sy.task
+def _square(x: int) -> int:
+    return x * x
+
+
+@sy.task
+def _total(xs: list[int]) -> int:
+    return sum(xs)
+
+
+@sy.pipeline(name="squares")
+def _squares(n: int = 4) -> int:
+    return _total(_square.map(range(n)))
+
+
 pytestmark = pytest.mark.browser
 
 
@@ -62,6 +83,8 @@ def pages(project: Shipyard, tmp_path: Path) -> dict[str, Path]:
         "history": tmp_path / "history.html",
         "compare": tmp_path / "compare.html",
         "lineage": tmp_path / "lineage.html",
+        "drift": tmp_path / "drift.html",
+        "pipeline": tmp_path / "pipeline.html",
     }
     written["diff"].write_text(render_diff_html(project.datasets.diff(first.ref, second.ref)))
     run, histories = load_histories(project.runs, ids[0])
@@ -72,10 +95,14 @@ def pages(project: Shipyard, tmp_path: Path) -> dict[str, Path]:
     )
     graph = project.lineage.graph(Node("dataset_version", second.ref))
     written["lineage"].write_text(render_lineage_html(graph))
+    written["drift"].write_text(render_drift_html(compare(table, shifted)))
+    pipeline_run = _squares.run({"n": 5}, project=project)
+    assert pipeline_run.result == 30
+    written["pipeline"].write_text(project.pipelines.report_html(pipeline_run.id))
     return written
 
 
-@pytest.mark.parametrize("report", ["profile", "diff", "history", "compare", "lineage"])
+@pytest.mark.parametrize("report", REPORTS)
 def test_each_report_renders_its_charts_and_requests_nothing_remote(
     browser: object, pages: dict[str, Path], report: str, tmp_path: Path
 ) -> None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from shipyard.app import Shipyard
+    from shipyard.services.pipeline_tasks import pipeline, task
     from shipyard.services.runs import ActiveRun
     from shipyard.settings import Settings
 
@@ -45,12 +46,16 @@ __all__ = [
     "ShipyardError",
     "__version__",
     "autolog",
+    "check",
     "connect",
     "datasets",
     "models",
+    "pipeline",
+    "predictions",
     "registry",
     "runs",
     "start_run",
+    "task",
 ]
 
 _default: Shipyard | None = None
@@ -81,7 +86,25 @@ def start_run(experiment: str = "default", **options: Any) -> ActiveRun:
         ...     run.log_param("max_depth", 5)
         ...     run.log_metric("auc", 0.91)
     """
-    return _default_project().runs.start_run(experiment, **options)
+    return _runs().start_run(experiment, **options)  # type: ignore[no-any-return]
+
+
+_remote: Any = None
+
+
+def _runs() -> Any:
+    """The working directory's run service: over HTTP when ``SHIPYARD_URI`` names a server."""
+    global _remote
+    if _remote is None:
+        import atexit
+
+        from shipyard.client import open_remote
+        from shipyard.settings import Settings
+
+        _remote = open_remote(Settings.load()) or False
+        if _remote:
+            atexit.register(_remote.close)
+    return _remote.runs if _remote else _default_project().runs
 
 
 def _default_project() -> Shipyard:
@@ -95,10 +118,33 @@ def _default_project() -> Shipyard:
     return _default
 
 
+def check(reference: str, checks: Any) -> Any:
+    """A data gate for pipeline tasks: validate a dataset version, raise if a check fails.
+
+    Example:
+        >>> @sy.task
+        ... def prepare():
+        ...     sy.check("customers@latest", "checks.toml")  # doctest: +SKIP
+
+    Raises:
+        DataGateError: with ``.report``, the whole validation report, when a check fails.
+    """
+    from shipyard.services.pipeline_gates import gate
+
+    return gate(_default_project().datasets, reference, checks)
+
+
+def _run_pipeline(flow: Any, params: dict[str, Any], **options: Any) -> Any:
+    # How `flow(...)` runs outside a given project: in the working directory's project.
+    return _default_project().pipelines.run(flow, params, **options)
+
+
 def __getattr__(name: str) -> Any:
     # Heavy modules load on first use so that `import shipyard` stays fast; `sy.datasets`
     # and friends are the services of the working directory's project.
-    if name in ("datasets", "models", "registry", "runs"):
+    if name == "runs":
+        return _runs()
+    if name in ("datasets", "models", "predictions", "registry", "runs"):
         return getattr(_default_project(), name)
     if name == "autolog":
         from shipyard.services.autolog import Autolog, enable_autolog
@@ -109,7 +155,7 @@ def __getattr__(name: str) -> Any:
             registered_model_name: str | None = None,
             max_params: int = 100,
         ) -> Autolog:
-            """Record scikit-learn fits in the working directory's project.
+            """Record scikit-learn fits and Lightning ``Trainer.fit`` in the working project.
 
             Takes the options of ``shipyard.services.autolog.enable_autolog``.
 
@@ -125,6 +171,12 @@ def __getattr__(name: str) -> Any:
             )
 
         return autolog
+    if name in ("task", "pipeline"):
+        # The decorators import `inspect` and the pipeline records: ~25 ms, on first use only.
+        from shipyard.services import pipeline_tasks
+
+        pipeline_tasks.set_default_runner(_run_pipeline)
+        return getattr(pipeline_tasks, name)
     if name == "PythonModel":
         from shipyard.services.flavors.python import PythonModel
 

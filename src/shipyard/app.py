@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import getpass
+import json
 import os
 from dataclasses import dataclass, field
 
 from shipyard.services.audit import AuditService
 from shipyard.services.blobs import BlobService
 from shipyard.services.datasets import DatasetService
+from shipyard.services.deployments import DeploymentService
 from shipyard.services.lineage import LineageService
 from shipyard.services.maintenance import MaintenanceService
 from shipyard.services.models import ModelService
+from shipyard.services.monitoring import MonitoringService
 from shipyard.services.objects import ObjectService
+from shipyard.services.packaging import PackageService
+from shipyard.services.pipelines import PipelineService
+from shipyard.services.predictions import PredictionService
 from shipyard.services.registry import RegistryService
 from shipyard.services.runs import RunService
+from shipyard.services.schedules import ScheduleService
+from shipyard.services.tokens import TokenService
 from shipyard.services.users import UserService
 from shipyard.settings import Settings
 from shipyard.stores.artifacts import open_blob_store
@@ -46,6 +54,13 @@ class Shipyard:
     users: UserService = field(init=False)
     registry: RegistryService = field(init=False)
     models: ModelService = field(init=False)
+    pipelines: PipelineService = field(init=False)
+    schedules: ScheduleService = field(init=False)
+    deployments: DeploymentService = field(init=False)
+    predictions: PredictionService = field(init=False)
+    packages: PackageService = field(init=False)
+    monitoring: MonitoringService = field(init=False)
+    tokens: TokenService = field(init=False)
     stat_cache: StatCache = field(init=False)
 
     def __post_init__(self) -> None:
@@ -65,6 +80,7 @@ class Shipyard:
             cache=state / "cache" / "datasets",
         )
         self.users = UserService(self.metadata, self.audit, actor=self.user)
+        self.tokens = TokenService(self.metadata, self.audit, self.users, actor=self.user)
         self.registry = RegistryService(
             self.metadata,
             self.audit,
@@ -75,6 +91,12 @@ class Shipyard:
             protected_stages=self.settings.protected_stages,
             protected_aliases=self.settings.protected_aliases,
         )
+        self.deployments = DeploymentService(
+            self.metadata, self.audit, self.lineage, self.registry, actor=self.user
+        )
+        self.predictions = PredictionService(
+            self.metadata, self.content, cache=state / "cache" / "predictions"
+        )
         self.models = ModelService(
             self.metadata,
             self.content,
@@ -82,6 +104,9 @@ class Shipyard:
             self.registry,
             scratch=state / "tmp",
             cache=state / "cache" / "models",
+        )
+        self.packages = PackageService(
+            self.registry, self.models, actor=self.user, project_root=self.settings.root
         )
         self.runs = RunService(
             self.metadata,
@@ -91,6 +116,23 @@ class Shipyard:
             self.datasets,
             user=self.user,
             scratch=state / "tmp",
+        )
+        self.pipelines = PipelineService(self.metadata, self.content, self.settings, user=self.user)
+        self.schedules = ScheduleService(
+            self.metadata,
+            self.audit,
+            user=self.user,
+            pipelines=self.pipelines,
+            declared={name: json.loads(table) for name, table in self.settings.schedules},
+            root=self.settings.root,
+        )
+        self.monitoring = MonitoringService(
+            self.metadata,
+            self.content,
+            self.settings,
+            self,
+            user=self.user,
+            cache=state / "cache",
         )
         self.maintenance = MaintenanceService(
             self.metadata,

@@ -7,6 +7,10 @@ category, the CLI maps categories to exit codes and the server maps them to HTTP
     ├── NotFoundError
     │   ├── BlobNotFoundError(digest)
     │   ├── DatasetNotFoundError(reference)
+    │   ├── DeploymentNotFoundError(deployment_id)
+    │   ├── PipelineNotFoundError(target, reason)
+    │   ├── PipelineRunNotFoundError(run_id)
+    │   ├── ScheduleNotFoundError(name)
     │   └── ProjectNotFoundError(path)
     ├── AlreadyExistsError
     ├── InvalidArgumentError
@@ -16,14 +20,25 @@ category, the CLI maps categories to exit codes and the server maps them to HTTP
     │   ├── UnsafePathError(path, reason)
     │   ├── SettingsError(setting, reason)
     │   ├── SourceError(source, reason)
-    │   └── DataValidationError(reference, failures)
+    │   ├── DataValidationError(reference, failures)
+    │   │   └── DataGateError(reference, failures, report)
+    │   ├── InvalidScheduleError(schedule, reason)
+    │   ├── TaskResultError(key, reason)
+    │   ├── PredictionInputError(column, problem)
+    │   ├── MalformedBodyError(content_type, reason)
+    │   └── BodyTooLargeError(limit)
     ├── ConflictError
     ├── PermissionDeniedError
+    │   └── UnauthenticatedError(reason)
     ├── NotSupportedError(backend, operation)
     ├── BackendError
     │   ├── CorruptBlobError(digest, actual)
+    │   ├── CorruptBundleError(bundle, path, reason)
     │   └── StoreUnavailableError(uri, reason)
-    └── MissingDependencyError(package, extra)
+    ├── MissingDependencyError(package, extra)
+    ├── PipelineFailedError(run_id, failed)
+    ├── TaskTimeoutError(key, seconds)
+    └── TaskCancelledError(key)
 
 Messages say what is wrong and what to do next.
 """
@@ -34,23 +49,38 @@ __all__ = [
     "AlreadyExistsError",
     "BackendError",
     "BlobNotFoundError",
+    "BodyTooLargeError",
     "ConflictError",
     "CorruptBlobError",
+    "CorruptBundleError",
+    "DataGateError",
     "DataValidationError",
     "DatasetNotFoundError",
+    "DeploymentNotFoundError",
     "InvalidArgumentError",
     "InvalidDigestError",
     "InvalidNameError",
     "InvalidReferenceError",
+    "InvalidScheduleError",
+    "MalformedBodyError",
     "MissingDependencyError",
     "NotFoundError",
     "NotSupportedError",
     "PermissionDeniedError",
+    "PipelineFailedError",
+    "PipelineNotFoundError",
+    "PipelineRunNotFoundError",
+    "PredictionInputError",
     "ProjectNotFoundError",
+    "ScheduleNotFoundError",
     "SettingsError",
     "ShipyardError",
     "SourceError",
     "StoreUnavailableError",
+    "TaskCancelledError",
+    "TaskResultError",
+    "TaskTimeoutError",
+    "UnauthenticatedError",
     "UnsafePathError",
 ]
 
@@ -86,6 +116,17 @@ class PermissionDeniedError(ShipyardError):
     """The caller is not allowed to do this."""
 
 
+class UnauthenticatedError(PermissionDeniedError):
+    """The caller sent no token, or a malformed, unknown, expired or revoked one."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"not authenticated: {reason}; send 'Authorization: Bearer TOKEN' with a token "
+            "from `shipyard tokens create USER`"
+        )
+        self.reason = reason
+
+
 class BackendError(ShipyardError):
     """A store or executor failed, or holds data that is not what it should be."""
 
@@ -113,6 +154,17 @@ class DatasetNotFoundError(NotFoundError):
         hint = detail or "run `shipyard data list` or `shipyard data versions NAME` to see them"
         super().__init__(f"dataset {reference} does not exist: {hint}")
         self.reference = reference
+
+
+class DeploymentNotFoundError(NotFoundError):
+    """No deployment has this id."""
+
+    def __init__(self, deployment_id: str) -> None:
+        super().__init__(
+            f"deployment {deployment_id!r} does not exist: "
+            "run `shipyard deployments list` to see them"
+        )
+        self.deployment_id = deployment_id
 
 
 class InvalidNameError(InvalidArgumentError):
@@ -181,6 +233,35 @@ class DataValidationError(InvalidArgumentError):
         self.failures = failures
 
 
+class PredictionInputError(InvalidArgumentError):
+    """Prediction input does not match the model's signature (HTTP 422)."""
+
+    def __init__(self, column: str, problem: str) -> None:
+        super().__init__(f"column {column!r}: {problem}")
+        self.column = column
+        self.problem = problem
+
+
+class MalformedBodyError(InvalidArgumentError):
+    """A request body cannot be parsed in the format it claims (HTTP 400)."""
+
+    def __init__(self, content_type: str, reason: str) -> None:
+        super().__init__(f"malformed {content_type} body: {reason}")
+        self.content_type = content_type
+        self.reason = reason
+
+
+class BodyTooLargeError(InvalidArgumentError):
+    """A request body is larger than the server accepts (HTTP 413)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"request body is larger than the limit of {limit} bytes: send fewer rows per "
+            "request or start the server with a larger --body-limit"
+        )
+        self.limit = limit
+
+
 class NotSupportedError(ShipyardError):
     """A back end cannot do this operation."""
 
@@ -202,6 +283,19 @@ class CorruptBlobError(BackendError):
         self.actual = actual
 
 
+class CorruptBundleError(BackendError):
+    """A model bundle's file is missing, altered or not listed in its manifest."""
+
+    def __init__(self, bundle: str, path: str, reason: str) -> None:
+        super().__init__(
+            f"model bundle {bundle} is refused: {path} {reason}; "
+            "package the model again with `shipyard package`"
+        )
+        self.bundle = bundle
+        self.path = path
+        self.reason = reason
+
+
 class StoreUnavailableError(BackendError):
     """A store cannot be reached or opened."""
 
@@ -220,3 +314,95 @@ class MissingDependencyError(ShipyardError):
         )
         self.package = package
         self.extra = extra
+
+
+# Pipelines ------------------------------------------------------------------------------
+
+
+class PipelineNotFoundError(NotFoundError):
+    """A pipeline target ("file.py:name" or "module:name") cannot be loaded."""
+
+    def __init__(self, target: str, reason: str) -> None:
+        super().__init__(f"pipeline {target!r} not found: {reason}")
+        self.target = target
+        self.reason = reason
+
+
+class PipelineRunNotFoundError(NotFoundError):
+    """No pipeline run has this id."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            f"pipeline run {run_id!r} does not exist; `shipyard pipelines list` shows the runs"
+        )
+        self.run_id = run_id
+
+
+class ScheduleNotFoundError(NotFoundError):
+    """No schedule has this name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"schedule {name!r} does not exist; `shipyard schedules list` shows the schedules"
+        )
+        self.name = name
+
+
+class InvalidScheduleError(InvalidArgumentError):
+    """A cron expression or interval cannot be parsed."""
+
+    def __init__(self, schedule: str, reason: str) -> None:
+        super().__init__(f"schedule {schedule!r} is not valid: {reason}")
+        self.schedule = schedule
+        self.reason = reason
+
+
+class TaskResultError(InvalidArgumentError):
+    """A task's return value cannot be stored or sent (it cannot be pickled)."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(
+            f"task {key!r} returned a value that cannot be pickled ({reason}); "
+            "return plain data (numbers, arrays, frames) instead of open files, locks or "
+            "connections"
+        )
+        self.key = key
+        self.reason = reason
+
+
+class DataGateError(DataValidationError):
+    """A data gate inside a pipeline failed: it carries the whole validation report."""
+
+    def __init__(self, reference: str, failures: list[str], report: object) -> None:
+        super().__init__(reference, failures)
+        self.report = report
+
+
+class PipelineFailedError(ShipyardError):
+    """A pipeline run ended without a result: failed, cancelled or crashed."""
+
+    def __init__(self, run_id: str, failed: list[str], status: str = "failed") -> None:
+        tasks = f": task(s) {', '.join(failed)} failed" if failed else ""
+        super().__init__(
+            f"pipeline run {run_id} {status}{tasks}; `shipyard pipelines logs {run_id}` shows why"
+        )
+        self.run_id = run_id
+        self.failed = failed
+        self.status = status
+
+
+class TaskTimeoutError(ShipyardError):
+    """A task ran past its timeout and was stopped."""
+
+    def __init__(self, key: str, seconds: float) -> None:
+        super().__init__(f"task {key!r} ran past its timeout of {seconds:g}s and was killed")
+        self.key = key
+        self.seconds = seconds
+
+
+class TaskCancelledError(ShipyardError):
+    """A task was cancelled before it finished."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"task {key!r} was cancelled")
+        self.key = key

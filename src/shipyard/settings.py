@@ -8,6 +8,7 @@ working directory, so the embedded defaults work with zero set-up.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -113,9 +114,93 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "SHIPYARD_USER",
         "who local-mode writes are recorded as; defaults to the operating-system user",
     ),
+    SettingSpec(
+        "notify",
+        "notify",
+        "sinks",
+        "SHIPYARD_NOTIFY",
+        "where every pipeline's success and failure events go: 'webhook:https://…', "
+        "'email:a@b.c', '+failure' to filter (see docs/notifications.md; comma-separated "
+        "in the environment)",
+    ),
+    SettingSpec(
+        "notify_timeout",
+        "notify",
+        "timeout",
+        "SHIPYARD_NOTIFY_TIMEOUT",
+        "seconds one notification delivery attempt may take",
+    ),
+    SettingSpec("smtp_host", "notify", "smtp_host", "SHIPYARD_SMTP_HOST", "SMTP server for email"),
+    SettingSpec("smtp_port", "notify", "smtp_port", "SHIPYARD_SMTP_PORT", "SMTP port"),
+    SettingSpec(
+        "smtp_from", "notify", "smtp_from", "SHIPYARD_SMTP_FROM", "sender address of emails"
+    ),
+    SettingSpec("smtp_user", "notify", "smtp_user", "SHIPYARD_SMTP_USER", "SMTP login name"),
+    SettingSpec(
+        "smtp_password",
+        "notify",
+        "smtp_password",
+        "SHIPYARD_SMTP_PASSWORD",
+        "SMTP password: set it in the environment only, never in the file",
+    ),
+    SettingSpec(
+        "smtp_starttls",
+        "notify",
+        "smtp_starttls",
+        "SHIPYARD_SMTP_STARTTLS",
+        "upgrade the SMTP connection with STARTTLS before logging in",
+    ),
+    SettingSpec(
+        "monitor_alerts",
+        "monitoring",
+        "alerts",
+        "SHIPYARD_MONITOR_ALERTS",
+        "alert rules checked after every monitor run, such as 'drift_share > 0.3' or "
+        "'roc_auc < 0.8' (see docs/monitoring.md; comma-separated in the environment)",
+    ),
+    SettingSpec(
+        "monitor_notify",
+        "monitoring",
+        "notify",
+        "SHIPYARD_MONITOR_NOTIFY",
+        "where monitoring alerts go, beside notify.sinks that ask for '+alert': "
+        "'webhook:https://…' or 'email:a@b.c' (comma-separated in the environment)",
+    ),
+    SettingSpec(
+        "retrain_pipeline",
+        "monitoring",
+        "retrain_pipeline",
+        "SHIPYARD_RETRAIN_PIPELINE",
+        "pipeline run on an alert ('file.py:flow' or 'package.module:flow'); none: no retraining",
+    ),
+    SettingSpec(
+        "retrain_param",
+        "monitoring",
+        "retrain_param",
+        "SHIPYARD_RETRAIN_PARAM",
+        "the retraining pipeline's parameter that receives the new dataset reference",
+    ),
+    SettingSpec(
+        "retrain_dataset",
+        "monitoring",
+        "retrain_dataset",
+        "SHIPYARD_RETRAIN_DATASET",
+        "dataset the alerting window is added to as a new version (default: MODEL-monitored)",
+    ),
+    SettingSpec(
+        "promote_to",
+        "monitoring",
+        "promote_to",
+        "SHIPYARD_PROMOTE_TO",
+        "stage or alias a retrained model version is requested for (an approver decides)",
+    ),
 )
+# Secrets that shipyard.toml may not hold (it is usually committed).
+_ENV_ONLY = frozenset({"smtp_password"})
 _BY_SECTION = {(spec.section, spec.key): spec for spec in SETTINGS}
-_LISTS = frozenset({"protected_stages", "protected_aliases"})
+_LISTS = frozenset(
+    {"protected_stages", "protected_aliases", "notify", "monitor_alerts", "monitor_notify"}
+)
 
 
 class Settings(BaseModel):
@@ -137,6 +222,23 @@ class Settings(BaseModel):
     require_second_person: bool = True
     protected_stages: tuple[str, ...] = ("production",)
     protected_aliases: tuple[str, ...] = ("champion",)
+    notify: tuple[str, ...] = ()
+    notify_timeout: float = 5.0
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_from: str | None = None
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = True
+    monitor_alerts: tuple[str, ...] = ()
+    monitor_notify: tuple[str, ...] = ()
+    retrain_pipeline: str | None = None
+    retrain_param: str = "dataset"
+    retrain_dataset: str | None = None
+    promote_to: str | None = "production"
+    # [schedules.NAME] tables of shipyard.toml as (NAME, JSON of the table), so settings
+    # stay immutable and hashable; the schedule service checks them.
+    schedules: tuple[tuple[str, str], ...] = ()
 
     @property
     def state_dir(self) -> Path:
@@ -217,13 +319,38 @@ def _read_config(path: Path) -> dict[str, object]:
     for section, table in data.items():
         if not isinstance(table, dict):
             raise SettingsError(f"{path.name}: {section}", "expected a [section] table")
+        if section == "schedules":
+            values["schedules"] = _read_schedules(table)
+            continue
         for key, value in table.items():
             spec = _BY_SECTION.get((section, key))
+            if spec is not None and spec.field in _ENV_ONLY:
+                raise SettingsError(
+                    f"{section}.{key}", f"a secret: set {spec.env} in the environment instead"
+                )
             if spec is None:
                 known = ", ".join(f"{s.section}.{s.key}" for s in SETTINGS)
                 raise SettingsError(f"{section}.{key}", f"unknown setting; known: {known}")
             values[spec.field] = value
     return values
+
+
+def _read_schedules(table: dict[str, object]) -> tuple[tuple[str, str], ...]:
+    schedules = []
+    for name, spec in table.items():
+        if not isinstance(spec, dict):
+            raise SettingsError(
+                f"schedules.{name}",
+                "expected a table: [schedules.NAME] with target = 'file.py:flow' and cron "
+                "= '0 3 * * *' or every = '1h'",
+            )
+        try:
+            schedules.append((name, json.dumps(spec, sort_keys=True)))
+        except TypeError as exc:  # a TOML date or time where none belongs
+            raise SettingsError(
+                f"schedules.{name}", f"holds a value of the wrong type: {exc}"
+            ) from None
+    return tuple(schedules)
 
 
 def _absolute_sqlite(uri: str, root: Path) -> str:

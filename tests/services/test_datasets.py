@@ -390,3 +390,24 @@ def test_a_dataframe_column_of_mixed_types_is_refused(project: Shipyard) -> None
     with pytest.raises(SourceError, match="mixes types"):
         project.datasets.add("mixed", pd.DataFrame({"a": [1, "x", 2.5]}))
     assert _count_versions(project) == 0
+
+
+def test_a_big_table_is_profiled_while_its_bytes_are_stored(
+    project: Shipyard, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shipyard.services import datasets as datasets_service
+
+    monkeypatch.setattr(datasets_service, "_OVERLAP_FROM", 1)  # every table counts as big
+    good = tmp_path / "good.csv"
+    good.write_text("a,b\n1,x\n2,y\n3,z\n")
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("a,b\n1,2\n3,4,5\n")
+
+    added = project.datasets.add("d", good)
+    with pytest.raises(InvalidArgumentError, match="line"):
+        project.datasets.add("e", mixed)
+
+    assert added.version.rows == 3
+    profile = project.datasets.get("d@1").profile()
+    assert profile is not None and profile.column("a").max == 3
+    assert _count_versions(project) == 1  # the malformed table made no version

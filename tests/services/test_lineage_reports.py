@@ -130,3 +130,25 @@ def test_resolve_prefers_a_model_and_numbers_aliases(project: Shipyard, records:
         resolve_lineage_root("churn@5", "model_version", **services)
     with pytest.raises(InvalidArgumentError, match="unknown lineage kind"):
         resolve_lineage_root("churn@1", "model", **services)
+
+
+def test_an_id_of_another_kind_is_found_through_its_edges(project: Shipyard) -> None:
+    with project.runs.start_run("e", capture=False) as run:
+        run.log_model(Constant(), "churn")
+    deployment = project.deployments.start(
+        name="churn", version=1, alias=None, url="http://127.0.0.1:1", runtime="native"
+    )
+    services = {
+        "registry": project.registry,
+        "datasets": project.datasets,
+        "runs": project.runs,
+        "lineage": project.lineage,
+    }
+
+    root = resolve_lineage_root(deployment.id, **services)
+
+    assert root == Node("deployment", deployment.id)
+    graph = project.lineage.graph(root)
+    assert Node("model_version", "churn@1") in {e.source for e in graph.upstream}
+    with pytest.raises(NotFoundError, match="no model version, dataset version or run"):
+        resolve_lineage_root("0" * 32, **services)

@@ -104,7 +104,9 @@ def test_python_and_onnx_flavors(project: Shipyard, tmp_path: Path) -> None:
 
 
 def test_unknown_flavors_and_unsupported_models_are_refused(project: Shipyard) -> None:
-    with pytest.raises(InvalidArgumentError, match="supported flavors: onnx, python, sklearn"):
+    with pytest.raises(
+        InvalidArgumentError, match="supported flavors: lightning, onnx, python, pytorch, sklearn"
+    ):
         project.models.log_model(Ridge(), "m", flavor="tensorflow")
     with pytest.raises(InvalidArgumentError, match=r"no flavor saves a builtins\.dict"):
         project.models.log_model({"not": "a model"}, "m")

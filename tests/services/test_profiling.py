@@ -470,3 +470,79 @@ def test_a_million_rows_profile_in_seconds(tmp_path: Path) -> None:
 
     assert profile.rows == n and profile.column("id").distinct == n
     assert elapsed < 10, f"profiling 1M x 10 took {elapsed:.1f} s"
+
+
+def _big_parquet(path: Path, rows: int, row_group_size: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(5)
+    data = {
+        "id": np.arange(rows, dtype=np.int64),
+        "x": rng.normal(50.0, 10.0, rows),
+        "level": rng.integers(0, 8, rows),
+    }
+    x_with_nulls = pa.array(data["x"], mask=np.arange(rows) % 50 == 0)
+    table = pa.table({"id": data["id"], "x": x_with_nulls, "level": data["level"]})
+    pq.write_table(table, path, row_group_size=row_group_size)
+    return data
+
+
+def test_big_parquet_reads_counts_and_ranges_from_footers_and_samples_row_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shipyard.services import profiling
+
+    monkeypatch.setattr(profiling, "SAMPLE_ROWS", 20_000)
+    rows = 200_000
+    data = _big_parquet(tmp_path / "big.parquet", rows, row_group_size=5_000)
+
+    profile = profile_table([tmp_path / "big.parquet"], "parquet", exact_distinct_limit=50_000)
+
+    assert profile.rows == rows
+    assert profile.sample_rows is not None and 15_000 <= profile.sample_rows <= 25_000
+    ident, x, level = (profile.column(n) for n in ("id", "x", "level"))
+    # exact, from the footers
+    assert (ident.min, ident.max) == (0, rows - 1)
+    assert x.nulls == rows // 50
+    assert x.min == pytest.approx(float(data["x"][np.arange(rows) % 50 != 0].min()))
+    # estimated from row groups spread over the file: a unique column scales to the table
+    assert ident.distinct_approx and ident.distinct == pytest.approx(rows, rel=0.1)
+    assert level.distinct == 8
+    assert x.mean == pytest.approx(50.0, abs=0.5)
+    assert x.quantiles["p50"] == pytest.approx(50.0, abs=0.5)
+    assert x.histogram is not None and x.histogram.total == rows - rows // 50
+    assert ident.quantiles["p50"] == pytest.approx(rows / 2, rel=0.1)  # not the first groups
+    assert TableProfile.from_dict(json.loads(json.dumps(profile.to_dict()))) == profile
+
+
+def test_big_parquet_in_one_row_group_is_scanned_instead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shipyard.services import profiling
+
+    monkeypatch.setattr(profiling, "SAMPLE_ROWS", 5_000)
+    rows = 60_000
+    data = _big_parquet(tmp_path / "one.parquet", rows, row_group_size=rows)
+
+    profile = profile_table([tmp_path / "one.parquet"], "parquet", exact_distinct_limit=10_000)
+
+    x = profile.column("x")
+    kept = data["x"][np.arange(rows) % 50 != 0]
+    assert profile.sample_rows == 5_000
+    assert x.mean == pytest.approx(float(kept.mean()), rel=1e-9)  # scanned: exact moments
+
+
+def test_big_parquet_with_infinities_keeps_them_out_of_the_range(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shipyard.services import profiling
+
+    monkeypatch.setattr(profiling, "SAMPLE_ROWS", 4_000)
+    values = np.linspace(-5.0, 5.0, 40_000)
+    values[::1000] = np.inf
+    pq.write_table(pa.table({"v": values}), tmp_path / "inf.parquet", row_group_size=1_000)
+
+    column = profile_table([tmp_path / "inf.parquet"], "parquet", exact_distinct_limit=1_000)
+    column = column.columns[0]
+
+    assert column.max is not None and math.isfinite(column.max) and column.max <= 5.0
+    assert column.inf_count == pytest.approx(40, abs=20)
+    assert column.histogram is not None and all(math.isfinite(e) for e in column.histogram.edges)

@@ -217,7 +217,12 @@ def _render_profile(profile: TableProfile) -> None:
         table(
             ("column", "type", "NA", "distinct", "min", "mean", "std", "max", "top values"),
             rows,
-            title=f"profile: {profile.rows:,} rows",
+            title=f"profile: {profile.rows:,} rows"
+            + (
+                f" (~ estimated from a sample of {profile.sample_rows:,} rows)"
+                if profile.sample_rows is not None
+                else ""
+            ),
         )
     )
 

@@ -45,6 +45,7 @@ def show(
             registry=project.registry,
             datasets=project.datasets,
             runs=project.runs,
+            lineage=project.lineage,
         )
         graph = project.lineage.graph(root, depth=depth)
     if html is not None:

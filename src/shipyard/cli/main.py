@@ -12,11 +12,20 @@ from shipyard.cli import (
     blobs,
     datasets,
     db,
+    deployments,
     lineage,
     maintenance,
     models,
+    monitoring,
+    packaging,
+    pipelines,
+    predictions,
     projects,
     runs,
+    schedules,
+    server,
+    serving,
+    tokens,
     users,
 )
 from shipyard.cli.context import state
@@ -66,8 +75,19 @@ app.add_typer(datasets.app, name="data")
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(users.app, name="users")
+app.add_typer(tokens.app, name="tokens")
 app.add_typer(audit.app, name="audit")
+app.add_typer(deployments.app, name="deployments")
+app.add_typer(predictions.app, name="predictions")
+app.add_typer(monitoring.app, name="monitor")
 app.command("lineage")(lineage.show)
+app.command("package")(packaging.package)
+app.command("serve")(serving.serve)
+app.command("server")(server.server)
+app.command("run")(pipelines.run)
+app.add_typer(pipelines.app, name="pipelines")
+app.add_typer(schedules.app, name="schedules")
+app.command("scheduler")(schedules.scheduler)
 
 
 def run() -> None:

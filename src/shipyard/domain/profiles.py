@@ -264,11 +264,15 @@ class TableProfile:
         rows: rows in the table.
         columns: one profile per column.
         schema: one entry per column.
+        sample_rows: how many rows the estimated statistics (quantiles, histograms, top
+            values, distinct counts) come from, when the table was too big to read them all;
+            None when every statistic is exact.
     """
 
     rows: int
     columns: tuple[ColumnProfile, ...]
     schema: tuple[ColumnSchema, ...]
+    sample_rows: int | None = None
 
     def column(self, name: str) -> ColumnProfile:
         """The profile of one column.
@@ -293,6 +297,7 @@ class TableProfile:
             "rows": self.rows,
             "schema": [c.to_dict() for c in self.schema],
             "columns": [c.to_dict() for c in self.columns],
+            "sample_rows": self.sample_rows,
         }
 
     @classmethod
@@ -309,4 +314,5 @@ class TableProfile:
             rows=int(data["rows"]),
             columns=tuple(ColumnProfile.from_dict(c) for c in data["columns"]),
             schema=tuple(ColumnSchema.from_dict(c) for c in data["schema"]),
+            sample_rows=None if data.get("sample_rows") is None else int(data["sample_rows"]),
         )

@@ -19,13 +19,16 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from multiprocessing.dummy import DummyProcess
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from shipyard.domain.references import validate_name
 from shipyard.errors import ConflictError, InvalidArgumentError, MissingDependencyError
 from shipyard.services.runs import MAX_PARAM, ActiveRun, RunService
+
+if TYPE_CHECKING:
+    from shipyard.services.autolog_lightning import LightningAutolog
 
 __all__ = ["EXPERIMENT", "Autolog", "enable_autolog"]
 
@@ -62,6 +65,7 @@ class Autolog:
         self.max_params = max_params
         self._originals: dict[type, Callable[..., Any]] = {}
         self._wrappers: dict[type, Callable[..., Any]] = {}
+        self._lightning: LightningAutolog | None = None
         self._enabled = False
 
     def __repr__(self) -> str:
@@ -110,6 +114,15 @@ class Autolog:
             self._originals[owner] = original
             self._wrappers[owner] = wrapper
             setattr(owner, _METHOD, wrapper)
+        from shipyard.services.autolog_lightning import LightningAutolog
+
+        if LightningAutolog.available():
+            self._lightning = LightningAutolog(
+                self.runs,
+                log_models=self.log_models,
+                registered_model_name=self.registered_model_name,
+            )
+            self._lightning.enable()
         self._enabled = True
 
     def _restore(self) -> None:
@@ -119,6 +132,9 @@ class Autolog:
                 setattr(owner, _METHOD, original)
         self._originals.clear()
         self._wrappers.clear()
+        if self._lightning is not None:
+            self._lightning.disable()
+            self._lightning = None
         self._enabled = False
 
     def _wrap(self, original: Callable[..., Any]) -> Callable[..., Any]:
@@ -220,7 +236,9 @@ def enable_autolog(
     ``_recall``, ``_f1``, ``_roc_auc`` for classifiers; ``training_r2``, ``_mae``, ``_rmse``
     for regressors), ``best_score`` and ``best_param.*`` tags for searches, the tags
     ``estimator_class`` and ``estimator_name``, and the fitted model. Enabling again replaces
-    the previous autolog.
+    the previous autolog. With Lightning installed, every ``lightning.pytorch.Trainer.fit``
+    is recorded the same way through a ``ShipyardLogger`` (see
+    ``shipyard.services.autolog_lightning``).
 
     Args:
         runs: the project's run service.

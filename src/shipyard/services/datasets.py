@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,13 @@ from shipyard.errors import (
     MissingDependencyError,
 )
 from shipyard.services.audit import AuditService
-from shipyard.services.objects import LocalFile, ObjectService, StoredFile, check_relative_path
+from shipyard.services.objects import (
+    LocalFile,
+    ObjectService,
+    StagedObjects,
+    StoredFile,
+    check_relative_path,
+)
 from shipyard.services.sources import resolve_source
 from shipyard.stores.artifacts.content import ContentStore
 from shipyard.stores.metadata import SqlMetadataStore
@@ -40,6 +47,9 @@ from shipyard.stores.metadata.schema import dataset_labels, dataset_versions, da
 __all__ = ["AddResult", "DatasetHandle", "DatasetService"]
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+# Tables of at least this many bytes are profiled while their bytes are stored.
+_OVERLAP_FROM = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,11 +153,8 @@ class DatasetService:
             if latest is not None and latest.content_digest == identity:
                 return AddResult(latest, False, 0, hashed)
             table_format = format or _table_format(resolved.files)
-            profile = self._describe(resolved.files, table_format, keys, progress)
-            staged = self._objects.stage(
-                resolved.files,
-                stored,
-                progress=None if progress is None else lambda d, t: progress("store", d, t),
+            profile, staged = self._describe_and_stage(
+                resolved.files, stored, table_format, keys, progress
             )
             manifest = self._objects.put_manifest(stored)
             profile_blob = (
@@ -180,6 +187,34 @@ class DatasetService:
                 )
             new_bytes = staged.new_bytes
         return AddResult(version, True, new_bytes, hashed)
+
+    def _describe_and_stage(
+        self,
+        files: Sequence[LocalFile],
+        stored: Sequence[StoredFile],
+        table_format: str | None,
+        keys: tuple[str, ...],
+        progress: Progress | None,
+    ) -> tuple[TableProfile | None, StagedObjects]:
+        """Profile the table and store its bytes; for a big table, both at once.
+
+        DuckDB profiles without the GIL while the bytes are chunked and hashed, so a big
+        table takes about the longer of the two instead of their sum. A small table is
+        profiled first, so a malformed one is refused before any byte is stored; a big one
+        that turns out malformed leaves only unreferenced blobs, which ``gc`` removes.
+        """
+        store_progress = None if progress is None else lambda d, t: progress("store", d, t)
+        if table_format is None or sum(f.size for f in stored) < _OVERLAP_FROM:
+            profile = self._describe(files, table_format, keys, progress)
+            return profile, self._objects.stage(files, stored, progress=store_progress)
+        with ThreadPoolExecutor(1, thread_name_prefix="shipyard-profile") as pool:
+            pending = pool.submit(self._describe, files, table_format, keys, progress)
+            try:
+                staged = self._objects.stage(files, stored, progress=store_progress)
+            except BaseException:
+                pending.cancel()
+                raise
+            return pending.result(), staged
 
     def _describe(
         self,

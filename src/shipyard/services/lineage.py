@@ -74,6 +74,17 @@ class LineageService:
         }
         self._metadata.insert_ignore(conn, lineage_edges, [values])
 
+    def kinds_of(self, node_id: str) -> list[str]:
+        """The kinds of the lineage nodes with this exact id (in any edge), sorted."""
+        e = lineage_edges.c
+        found: set[str] = set()
+        with self._metadata.read() as conn:
+            for kind, ident in ((e.from_kind, e.from_id), (e.to_kind, e.to_id)):
+                found.update(
+                    conn.execute(select(kind).where(ident == node_id).distinct()).scalars()
+                )
+        return sorted(found)
+
     def graph(self, root: Node, *, depth: int = 20) -> LineageGraph:
         """Everything upstream and downstream of ``root``, breadth first, ``depth`` hops."""
         with self._metadata.read() as conn:

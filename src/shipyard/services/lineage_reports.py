@@ -8,15 +8,14 @@ relation, on a page with no script and nothing fetched from the network.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Iterable, Sequence
 
 from shipyard.domain.lineage import KINDS, Edge, Node
 from shipyard.errors import InvalidArgumentError, NotFoundError
 from shipyard.services.datasets import DatasetService
-from shipyard.services.lineage import LineageGraph
+from shipyard.services.lineage import LineageGraph, LineageService
 from shipyard.services.registry import RegistryService
-from shipyard.services.reports import html_page
+from shipyard.services.reports import escape, html_page
 from shipyard.services.run_reports import resolve_run
 from shipyard.services.runs import RunService
 
@@ -56,13 +55,15 @@ def resolve_lineage_root(
     registry: RegistryService,
     datasets: DatasetService,
     runs: RunService,
+    lineage: LineageService | None = None,
 ) -> Node:
     """The lineage node a reference names, with aliases and ``@latest`` made numbered.
 
     Without ``kind`` a reference is tried as a model version, then as a dataset version, and
     (when it holds no ``@``) as a run id: a name used by both a model and a dataset means the
     model unless ``kind="dataset_version"`` says otherwise. Kinds no service resolves yet
-    (deployments, monitor runs, pipeline runs) take the id as given.
+    (deployments, monitor runs, pipeline runs) take the id as given; without ``kind`` such an
+    id is found through the lineage edges that name it.
 
     Args:
         reference: ``name@N``, ``name@latest``, ``name@ALIAS`` or a run id (or its short form).
@@ -70,6 +71,7 @@ def resolve_lineage_root(
         registry: resolves model versions.
         datasets: resolves dataset versions.
         runs: resolves run ids.
+        lineage: finds the kind of any other id from its edges.
 
     Returns:
         The node, whose id is the numbered reference (``churn@3``) or the full run id.
@@ -103,6 +105,14 @@ def resolve_lineage_root(
             return Node("run", resolve_run(runs, reference).id)
         except (NotFoundError, InvalidArgumentError):
             pass
+        # deployments, pipeline runs, monitor runs: whatever kind an edge knows this id as
+        kinds = lineage.kinds_of(reference) if lineage is not None else []
+        if len(kinds) == 1:
+            return Node(kinds[0], reference)
+        if kinds:
+            raise InvalidArgumentError(
+                f"{reference!r} is a {' and a '.join(kinds)}; say which with --kind"
+            )
     raise NotFoundError(
         f"no model version, dataset version or run answers to {reference!r}; "
         "`shipyard models list`, `shipyard data list` and `shipyard runs list` show them"
@@ -122,7 +132,7 @@ def render_lineage_html(graph: LineageGraph) -> str:
     title = f"Lineage of {graph.root.kind} {graph.root.id}"
     body = [
         _EXTRA_CSS,
-        f"<h1>{_esc(title)}</h1>",
+        f"<h1>{escape(title)}</h1>",
         f'<p class="muted">{len(graph.upstream)} upstream and {len(graph.downstream)} '
         "downstream edge(s). Work flows left to right: dataset versions, runs, model "
         "versions, deployments, monitor runs.</p>",
@@ -152,14 +162,14 @@ def _svg(root: Node, edges: Sequence[Edge]) -> str:
     height = 2 * _MARGIN + _HEADER + tallest * (_BOX_H + _ROW_GAP)
     parts = [
         f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="{_esc(f"lineage graph of {len(nodes)} records")}">',
+        f'aria-label="{escape(f"lineage graph of {len(nodes)} records")}">',
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
         'markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" '
         'fill="#888"/></marker></defs>',
     ]
     for col, kind in enumerate(kinds):
         x = _MARGIN + col * (_BOX_W + _COL_GAP)
-        parts.append(f'<text class="kind" x="{x}" y="{_MARGIN + 12}">{_esc(kind)}</text>')
+        parts.append(f'<text class="kind" x="{x}" y="{_MARGIN + 12}">{escape(kind)}</text>')
     parts.extend(_edge_svg(edge, place) for edge in edges)
     parts.extend(_node_svg(node, place[node], node == root) for node in sorted(place, key=str))
     return "".join(parts) + "</svg>"
@@ -187,11 +197,11 @@ def _edge_svg(edge: Edge, place: dict[Node, tuple[float, float]]) -> str:
         f"{edge.source.kind} {edge.source.id} {edge.relation} {edge.target.kind} {edge.target.id}"
     )
     return (
-        f"<g><title>{_esc(label)}</title>"
+        f"<g><title>{escape(label)}</title>"
         f'<path d="{path}" fill="none" stroke="#888" stroke-width="1.4" '
         'marker-end="url(#arrow)"/>'
         f'<text class="rel" x="{lx:.1f}" y="{ly:.1f}" text-anchor="middle">'
-        f"{_esc(edge.relation)}</text></g>"
+        f"{escape(edge.relation)}</text></g>"
     )
 
 
@@ -200,20 +210,20 @@ def _node_svg(node: Node, at: tuple[float, float], is_root: bool) -> str:
     fill, stroke, weight = ("#e8eef6", "#4c78a8", 2.5) if is_root else ("#fff", "#999", 1)
     text = node.id if len(node.id) <= _CHARS else node.id[: _CHARS - 1] + "…"
     return (
-        f"<g><title>{_esc(f'{node.kind} {node.id}')}</title>"
+        f"<g><title>{escape(f'{node.kind} {node.id}')}</title>"
         f'<rect x="{x}" y="{y}" width="{_BOX_W}" height="{_BOX_H}" rx="5" fill="{fill}" '
         f'stroke="{stroke}" stroke-width="{weight}"/>'
-        f'<text x="{x + 8}" y="{y + _BOX_H / 2 + 4:.1f}">{_esc(text)}</text></g>'
+        f'<text x="{x + 8}" y="{y + _BOX_H / 2 + 4:.1f}">{escape(text)}</text></g>'
     )
 
 
 def _edge_table(edges: Sequence[Edge]) -> str:
     rows = "".join(
-        f"<tr><td>{_esc(e.source.kind)}</td><td><code>{_esc(e.source.id)}</code></td>"
-        f"<td>{_esc(e.relation)}</td><td>{_esc(e.target.kind)}</td>"
-        f"<td><code>{_esc(e.target.id)}</code></td>"
-        f"<td>{_esc(e.created_at.strftime('%Y-%m-%d %H:%M'))}</td>"
-        f"<td>{_esc(e.created_by)}</td></tr>"
+        f"<tr><td>{escape(e.source.kind)}</td><td><code>{escape(e.source.id)}</code></td>"
+        f"<td>{escape(e.relation)}</td><td>{escape(e.target.kind)}</td>"
+        f"<td><code>{escape(e.target.id)}</code></td>"
+        f"<td>{escape(e.created_at.strftime('%Y-%m-%d %H:%M'))}</td>"
+        f"<td>{escape(e.created_by)}</td></tr>"
         for e in edges
     )
     return (
@@ -232,7 +242,3 @@ def _unique_edges(edges: Iterable[Edge]) -> list[Edge]:
 def _sorted_kinds(kinds: Iterable[str]) -> list[str]:
     order = {k: i for i, k in enumerate(COLUMN_ORDER)}
     return sorted(kinds, key=lambda k: (order.get(k, len(order)), k))
-
-
-def _esc(value: object) -> str:
-    return html.escape(str(value), quote=True)

@@ -68,6 +68,7 @@ class ModelService:
         description: str | None = None,
         tags: Mapping[str, str] | None = None,
         onnx: bool = True,
+        **flavor_options: Any,
     ) -> ModelVersion:
         """Store a model and register it as the next version of ``name``.
 
@@ -75,7 +76,8 @@ class ModelService:
             model: the trained model.
             name: the registered model's name.
             run_id: the run that produced it (recorded in lineage).
-            flavor: force a flavor (sklearn, onnx, python); default: detected.
+            flavor: force a flavor (sklearn, onnx, python, pytorch, lightning); default:
+                detected.
             signature: inputs and outputs; default: inferred from ``input_example``.
             input_example: a few rows of input, stored with the model.
             training_sample: rows the ONNX parity check also compares on.
@@ -83,19 +85,25 @@ class ModelService:
             description: free text.
             tags: key/value tags.
             onnx: try an ONNX export (kept only when its predictions match).
+            **flavor_options: options of the flavor, e.g. ``torchscript=True`` or
+                ``init_args={...}`` for ``pytorch`` and ``lightning``.
 
         Returns:
             The new version.
 
         Raises:
-            InvalidArgumentError: for an unknown flavor (the message lists them) or a model
-                no flavor can save.
+            InvalidArgumentError: for an unknown flavor (the message lists them), a model
+                no flavor can save, or an option its flavor does not take.
         """
-        chosen = flavor_named(flavor) if flavor else flavor_for(model)
+        chosen = (
+            flavor_named(flavor, **flavor_options)
+            if flavor
+            else flavor_for(model, **flavor_options)
+        )
         self._scratch.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="model-", dir=self._scratch) as tmp:
             folder = Path(tmp)
-            chosen.save(model, folder)
+            chosen.save_with_example(model, folder, input_example)
             if signature is None and input_example is not None:
                 signature = infer_signature(input_example)
             if input_example is not None:

@@ -36,6 +36,7 @@ from shipyard.domain.profiles import (
     Scalar,
     TableProfile,
 )
+from shipyard.services.parquet_footers import read_footers, sample_row_groups
 from shipyard.services.tables import FORMATS, open_table, table_files
 
 __all__ = ["FORMATS", "HISTOGRAM_BINS", "TOP_VALUES", "profile_table", "read_schema"]
@@ -117,9 +118,13 @@ def profile_table(
         paths: the files of the table; a folder stands for the files directly inside it.
         fmt: ``parquet``, ``csv``, ``jsonl`` or ``arrow`` (Arrow IPC file, Feather v2).
         exact_distinct_limit: up to this many rows every statistic is exact; above it,
-            distinct counts are estimated (HyperLogLog) and quantiles, histograms and top
-            values come from a uniform sample of ``SAMPLE_ROWS`` rows scaled to the table
-            (``distinct_approx`` is True). Counts, nulls, range, mean and std stay exact.
+            distinct counts are estimated and quantiles, histograms and top values come
+            from a sample of about ``SAMPLE_ROWS`` rows scaled to the table
+            (``distinct_approx`` is True, ``sample_rows`` says how many). For Parquet the
+            sample is whole row groups picked evenly across the files, and rows, nulls and
+            numeric ranges come exact from the footers, so nothing else is read; mean, std
+            and NaN/inf counts are then sample estimates. Other formats are scanned: counts,
+            nulls, range, mean and std stay exact.
 
     Returns:
         The profile.
@@ -141,24 +146,107 @@ def profile_table(
         # Columnar files know their row count from metadata; row files learn it in the first
         # pass, so that pass estimates distinct counts in case the table is above the limit.
         known = _fetch_one(con, f"SELECT count(*) AS n FROM {source}")["n"] if union else None
-        estimate = known is None or known > exact_distinct_limit
-        stats = _first_pass(con, source, columns, estimate)
-        exact = stats["rows"] <= exact_distinct_limit
-        if exact:
-            stats.update(_second_pass(con, source, columns, stats, exact, union))
-            top = _top_values(con, source, columns, union)
+        sampled = None
+        if fmt == "parquet" and known is not None and known > exact_distinct_limit:
+            sampled = _sampled_parquet(con, files, columns, int(known))
+        sample_rows: int | None
+        if sampled is not None:
+            stats, top, sample_rows = sampled
+            exact = False
         else:
-            # Counts, nulls, range, mean and std above are exact; quantiles, histograms and
-            # top values come from a uniform sample, scaled to the table (distinct_approx).
-            sample = _sample(con, source, stats["rows"])
-            stats.update(_second_pass(con, sample, columns, stats, False, False))
-            top = _top_values(con, sample, columns, False)
-            _scale(stats, top, columns, stats["rows"] / max(_count(con, sample), 1))
+            stats, top, sample_rows = _scanned(con, source, columns, known, exact_distinct_limit)
+            exact = sample_rows is None
     return TableProfile(
         rows=stats["rows"],
         columns=tuple(_column_profile(c, schema[c.index].type, stats, top, exact) for c in columns),
         schema=schema,
+        sample_rows=sample_rows,
     )
+
+
+def _scanned(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    columns: list[_Column],
+    known: int | None,
+    limit: int,
+) -> tuple[dict[str, Any], dict[int, tuple[tuple[str, int], ...]], int | None]:
+    """Statistics from scanning every row; the sample size when shapes were sampled."""
+    union = known is not None
+    stats = _first_pass(con, source, columns, estimate=known is None or known > limit)
+    if stats["rows"] <= limit:
+        stats.update(_second_pass(con, source, columns, stats, True, union))
+        return stats, _top_values(con, source, columns, union), None
+    # Counts, nulls, range, mean and std above are exact; quantiles, histograms and top
+    # values come from a uniform sample, scaled to the table (distinct_approx).
+    sample = _sample(con, source, stats["rows"])
+    stats.update(_second_pass(con, sample, columns, stats, False, False))
+    top = _top_values(con, sample, columns, False)
+    sample_rows = _count(con, sample)
+    _scale(stats, top, columns, stats["rows"] / max(sample_rows, 1))
+    return stats, top, sample_rows
+
+
+def _sampled_parquet(
+    con: duckdb.DuckDBPyConnection, files: list[Path], columns: list[_Column], rows: int
+) -> tuple[dict[str, Any], dict[int, tuple[tuple[str, int], ...]], int] | None:
+    """Statistics of a big Parquet table from its footers and a row-group sample.
+
+    Rows, nulls and numeric ranges are exact (footers); the rest is estimated from whole row
+    groups picked evenly across the files and scaled to the table. None when the footers or
+    the row-group layout do not allow it (the caller scans instead).
+    """
+    footers = read_footers(files, [c.name for c in columns])
+    if footers.rows != rows:
+        return None
+    table = sample_row_groups(files, footers.groups, SAMPLE_ROWS)
+    if table is None:
+        return None
+    table = table.rename_columns([c.sql_name for c in columns])
+    con.register(_SAMPLE, table)
+    stats = _first_pass(con, _SAMPLE, columns, estimate=True)
+    n = int(stats["rows"])
+    factor = rows / max(n, 1)
+    for c in columns:
+        i = c.index
+        sample_nn = int(stats[f"c{i}_nn"])
+        nulls = footers.nulls.get(c.name)
+        table_nn = rows - nulls if nulls is not None else round(sample_nn * factor)
+        stats[f"c{i}_approx"] = _estimate_distinct(con, c, stats, sample_nn, table_nn)
+        stats[f"c{i}_nn"] = table_nn
+        for key in (f"c{i}_nan", f"c{i}_inf"):
+            if key in stats:
+                stats[key] = min(round(int(stats[key]) * factor), table_nn)
+        if c.kind == "numeric" and c.name in footers.bounds:
+            stats[f"c{i}_min"], stats[f"c{i}_max"] = footers.bounds[c.name]
+    stats["rows"] = rows
+    stats.update(_second_pass(con, _SAMPLE, columns, stats, False, False))
+    top = _top_values(con, _SAMPLE, columns, False)
+    _scale(stats, top, columns, factor)
+    return stats, top, n
+
+
+def _estimate_distinct(
+    con: duckdb.DuckDBPyConnection, c: _Column, stats: dict[str, Any], n: int, total: int
+) -> int:
+    """Distinct values of the table from a sample: d + f1 * (f1 / n) * (N - n) / n.
+
+    d is the sample's distinct count and f1 how many values it holds once. A column whose
+    values repeat within the sample (f1 small) is saturated, d stands; a column of unique
+    values (f1 = n) scales to N; in between, the singletons stand for unseen values in
+    proportion to how common they are. Only columns with many distinct values pay for f1.
+    """
+    d = int(stats.get(f"c{c.index}_approx") or 0)
+    if n <= 0 or total <= n or d <= n // 2:
+        return min(d, total)
+    f1 = int(
+        _fetch_one(
+            con,
+            f"SELECT count(*) AS f1 FROM (SELECT {c.value} AS v FROM {_SAMPLE}"
+            f" WHERE {c.ident} IS NOT NULL GROUP BY v HAVING count(*) = 1)",
+        )["f1"]
+    )
+    return min(total, round(d + f1 * (f1 / n) * (total - n) / n))
 
 
 def _describe(

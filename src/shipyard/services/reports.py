@@ -19,6 +19,7 @@ from shipyard.domain.diffs import DatasetDiff
 from shipyard.domain.profiles import ColumnProfile, TableProfile
 
 __all__ = [
+    "escape",
     "format_value",
     "html_page",
     "render_diff_html",
@@ -54,7 +55,8 @@ svg text { font: 11px system-ui, sans-serif; fill: #444; }
 """
 
 
-def _esc(value: object) -> str:
+def escape(value: object) -> str:
+    """Text made safe for HTML content and attribute values (quotes included)."""
     return html.escape(str(value), quote=True)
 
 
@@ -93,7 +95,7 @@ def html_page(title: str, body: str) -> str:
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f'<meta http-equiv="Content-Security-Policy" content="{policy}">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{_esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
+        f"<title>{escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
         f"<body>\n{body}\n</body>\n</html>\n"
     )
 
@@ -131,13 +133,15 @@ def svg_bars(
             bar = 1.0  # a small but non-zero count stays visible
         parts.append(
             f'<rect x="{i * step:.2f}" y="{plot - bar:.2f}" width="{max(step - 1, 0.5):.2f}" '
-            f'height="{bar:.2f}" fill="{_esc(color)}"><title>{_esc(label)}: '
-            f"{_esc(format_value(value))}</title></rect>"
+            f'height="{bar:.2f}" fill="{escape(color)}"><title>{escape(label)}: '
+            f"{escape(format_value(value))}</title></rect>"
         )
     parts.append(f'<line x1="0" y1="{plot}" x2="{width}" y2="{plot}" stroke="{_AXIS}"/>')
     if axis:
-        parts.append(f'<text x="0" y="{height - 2}">{_esc(axis[0])}</text>')
-        parts.append(f'<text x="{width}" y="{height - 2}" text-anchor="end">{_esc(axis[1])}</text>')
+        parts.append(f'<text x="0" y="{height - 2}">{escape(axis[0])}</text>')
+        parts.append(
+            f'<text x="{width}" y="{height - 2}" text-anchor="end">{escape(axis[1])}</text>'
+        )
     return "".join(parts) + "</svg>"
 
 
@@ -173,13 +177,13 @@ def svg_hbars(
         bar = max(0.0, span * value / top) if math.isfinite(value) else 0.0
         short = label if len(label) <= chars else label[: chars - 1] + "…"
         parts.append(
-            f"<g><title>{_esc(label)}: {_esc(format_value(value))}</title>"
+            f"<g><title>{escape(label)}: {escape(format_value(value))}</title>"
             f'<text x="{label_width - 6}" y="{y + bar_height * 0.7:.1f}" text-anchor="end">'
-            f"{_esc(short)}</text>"
+            f"{escape(short)}</text>"
             f'<rect x="{label_width}" y="{y + 2}" width="{max(bar, 1.0):.2f}" '
-            f'height="{bar_height - 4}" fill="{_esc(color)}"/>'
+            f'height="{bar_height - 4}" fill="{escape(color)}"/>'
             f'<text x="{label_width + bar + 4:.2f}" y="{y + bar_height * 0.7:.1f}">'
-            f"{_esc(format_value(value))}</text></g>"
+            f"{escape(format_value(value))}</text></g>"
         )
     return "".join(parts) + "</svg>"
 
@@ -187,7 +191,7 @@ def svg_hbars(
 def _svg_open(width: int, height: int, label: str) -> str:
     return (
         f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-        f'role="img" aria-label="{_esc(label)}">'
+        f'role="img" aria-label="{escape(label)}">'
     )
 
 
@@ -213,11 +217,19 @@ def render_profile_html(
     Example:
         >>> page = render_profile_html(profile, title="customers@3")  # doctest: +SKIP
     """
-    meta_rows = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in meta.items())
+    meta_rows = "".join(
+        f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in meta.items()
+    )
     header = (
-        f"<header><h1>{_esc(title)}</h1>"
+        f"<header><h1>{escape(title)}</h1>"
         f'<p class="muted">{format_value(profile.rows)} rows, '
-        f"{format_value(len(profile.schema))} columns</p>"
+        f"{format_value(len(profile.schema))} columns"
+        + (
+            f"; estimated statistics (≈) from a sample of {format_value(profile.sample_rows)} rows"
+            if profile.sample_rows is not None
+            else ""
+        )
+        + "</p>"
         + (f"<table>{meta_rows}</table>" if meta_rows else "")
         + "</header>"
     )
@@ -235,9 +247,10 @@ def _schema_table(profile: TableProfile) -> str:
     for i, field in enumerate(profile.schema):
         column = profile.columns[i] if i < len(profile.columns) else None
         rows.append(
-            f'<tr><td class="num">{i + 1}</td><td><a href="#col-{i}">{_esc(field.name)}</a></td>'
-            f"<td><code>{_esc(field.type)}</code></td><td>{'yes' if field.nullable else 'no'}</td>"
-            f"<td>{_esc(column.kind) if column else '—'}</td>"
+            f'<tr><td class="num">{i + 1}</td><td><a href="#col-{i}">{escape(field.name)}</a></td>'
+            f"<td><code>{escape(field.type)}</code></td>"
+            f"<td>{'yes' if field.nullable else 'no'}</td>"
+            f"<td>{escape(column.kind) if column else '—'}</td>"
             f'<td class="num">{f"{column.na_share:.1%}" if column else "—"}</td></tr>'
         )
     head = "<tr><th>#</th><th>name</th><th>type</th><th>nullable</th><th>kind</th><th>missing</th>"
@@ -258,11 +271,12 @@ def _card(index: int, c: ColumnProfile) -> str:
         if c.nan_count or c.inf_count:
             stats += [("NaN", c.nan_count), ("±inf", c.inf_count)]
     table = "".join(
-        f'<tr><th>{_esc(k)}</th><td class="num">{_esc(format_value(v))}</td></tr>' for k, v in stats
+        f'<tr><th>{escape(k)}</th><td class="num">{escape(format_value(v))}</td></tr>'
+        for k, v in stats
     )
     return (
-        f'<section class="card" id="col-{index}"><h3>{_esc(c.name)}</h3>'
-        f'<span class="badge">{_esc(c.kind)}</span><code>{_esc(c.type)}</code>'
+        f'<section class="card" id="col-{index}"><h3>{escape(c.name)}</h3>'
+        f'<span class="badge">{escape(c.kind)}</span><code>{escape(c.type)}</code>'
         f"<table>{table}</table>{_plot(c)}</section>"
     )
 
@@ -318,17 +332,17 @@ def render_diff_html(diff: DatasetDiff) -> str:
     Returns:
         The HTML text.
     """
-    parts = [f"<h1>{_esc(diff.old)} → {_esc(diff.new)}</h1>"]
+    parts = [f"<h1>{escape(diff.old)} → {escape(diff.new)}</h1>"]
     if diff.same_content:
         parts.append("<p>The two versions hold the same content.</p>")
     rows_old = format_value(diff.rows_old)
     rows_new = format_value(diff.rows_new)
-    parts.append(f"<p class='muted'>rows: {_esc(rows_old)} → {_esc(rows_new)}</p>")
+    parts.append(f"<p class='muted'>rows: {escape(rows_old)} → {escape(rows_new)}</p>")
     if diff.files:
         body = "".join(
-            f"<tr><td>{_esc(f.path)}</td><td>{_esc(f.change)}</td>"
-            f"<td class='num'>{_esc(format_value(f.old_size))}</td>"
-            f"<td class='num'>{_esc(format_value(f.new_size))}</td></tr>"
+            f"<tr><td>{escape(f.path)}</td><td>{escape(f.change)}</td>"
+            f"<td class='num'>{escape(format_value(f.old_size))}</td>"
+            f"<td class='num'>{escape(format_value(f.new_size))}</td></tr>"
             for f in diff.files
         )
         parts.append(
@@ -337,8 +351,8 @@ def render_diff_html(diff: DatasetDiff) -> str:
         )
     if diff.schema:
         body = "".join(
-            f"<tr><td>{_esc(c.name)}</td><td>{_esc(c.change)}</td>"
-            f"<td>{_esc(c.old_type or '')}</td><td>{_esc(c.new_type or '')}</td></tr>"
+            f"<tr><td>{escape(c.name)}</td><td>{escape(c.change)}</td>"
+            f"<td>{escape(c.old_type or '')}</td><td>{escape(c.new_type or '')}</td></tr>"
             for c in diff.schema
         )
         parts.append(
@@ -350,19 +364,19 @@ def render_diff_html(diff: DatasetDiff) -> str:
         labels = ["added", "removed", "changed", "unchanged"]
         values = [float(r.added), float(r.removed), float(r.changed), float(r.unchanged)]
         key = ", ".join(r.key) if r.key else "whole rows (no key)"
-        parts.append(f"<h2>Rows</h2><p class='muted'>matched by {_esc(key)}</p>")
+        parts.append(f"<h2>Rows</h2><p class='muted'>matched by {escape(key)}</p>")
         parts.append(svg_hbars(labels, values))
         for kind, samples in r.samples.items():
             if samples:
-                items = "".join(f"<li><code>{_esc(sample)}</code></li>" for sample in samples)
-                parts.append(f"<h3>{_esc(kind)} (sample)</h3><ul>{items}</ul>")
+                items = "".join(f"<li><code>{escape(sample)}</code></li>" for sample in samples)
+                parts.append(f"<h3>{escape(kind)} (sample)</h3><ul>{items}</ul>")
     if diff.columns:
         body = "".join(
-            f"<tr><td>{_esc(c.name)}</td><td class='num'>{_esc(format_value(c.mean_old))}</td>"
-            f"<td class='num'>{_esc(format_value(c.mean_new))}</td>"
-            f"<td class='num'>{_esc(format_value(c.mean_shift))}</td>"
+            f"<tr><td>{escape(c.name)}</td><td class='num'>{escape(format_value(c.mean_old))}</td>"
+            f"<td class='num'>{escape(format_value(c.mean_new))}</td>"
+            f"<td class='num'>{escape(format_value(c.mean_shift))}</td>"
             f"<td class='num'>{c.na_old:.1%} → {c.na_new:.1%}</td>"
-            f"<td class='num'>{_esc(format_value(c.psi))}</td></tr>"
+            f"<td class='num'>{escape(format_value(c.psi))}</td></tr>"
             for c in diff.columns
         )
         parts.append(

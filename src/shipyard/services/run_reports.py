@@ -14,7 +14,6 @@ counted in a note under the chart.
 
 from __future__ import annotations
 
-import html
 import itertools
 import math
 import re
@@ -28,7 +27,7 @@ import numpy.typing as npt
 from shipyard.domain.metrics import MetricHistory
 from shipyard.domain.runs import Run, RunArtifact
 from shipyard.errors import InvalidArgumentError, NotFoundError
-from shipyard.services.reports import format_value, html_page
+from shipyard.services.reports import escape, format_value, html_page
 
 if TYPE_CHECKING:
     from shipyard.services.runs import RunService
@@ -79,10 +78,6 @@ tr.diff th { color: #8a5a00; }
 .chart { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 14px;
          margin-bottom: 16px; }
 """
-
-
-def _esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def short_id(run_id: str) -> str:
@@ -436,7 +431,7 @@ def svg_lines(
             parts.append(
                 f'<line x1="{left}" y1="{py:.2f}" x2="{left + plot_w}" y2="{py:.2f}" '
                 f'stroke="{_GRID}"/><text x="{left - 6}" y="{py + 4:.2f}" text-anchor="end">'
-                f"{_esc(_tick_label(tick))}</text>"
+                f"{escape(_tick_label(tick))}</text>"
             )
     for band, at, sign in ((band_top, top, "+"), (band_bottom, top + plot_h, "-")):
         if band:
@@ -448,14 +443,14 @@ def svg_lines(
             parts.append(
                 f'<line x1="{px:.2f}" y1="{top + plot_h}" x2="{px:.2f}" y2="{top + plot_h + 4}" '
                 f'stroke="{_AXIS}"/><text x="{px:.2f}" y="{top + plot_h + 17}" '
-                f'text-anchor="middle">{_esc(_tick_label(tick))}</text>'
+                f'text-anchor="middle">{escape(_tick_label(tick))}</text>'
             )
     parts.append(
         f'<path d="M{left},{top}V{top + plot_h}H{left + plot_w}" fill="none" stroke="{_AXIS}"/>'
     )
     for i, (label, x, y) in enumerate(prepared):
         color = PALETTE[i % len(PALETTE)]
-        parts.append(f"<g><title>{_esc(label)}</title>")
+        parts.append(f"<g><title>{escape(label)}</title>")
         for segment in _segments(x, y):
             points = [(sx(float(x[j])), sy(float(y[j]))) for j in segment]
             if len(points) == 1:
@@ -506,10 +501,10 @@ def _legend(labels: Sequence[str], width: int, y: int) -> tuple[str, int]:
             x, row = 64, row + 1
         top = y + row * _LEGEND_ROW
         parts.append(
-            f"<g><title>{_esc(label)}</title>"
+            f"<g><title>{escape(label)}</title>"
             f'<rect x="{x}" y="{top + 2}" width="10" height="10" '
             f'fill="{PALETTE[i % len(PALETTE)]}"/>'
-            f'<text x="{x + 14}" y="{top + 11}">{_esc(short)}</text></g>'
+            f'<text x="{x + 14}" y="{top + 11}">{escape(short)}</text></g>'
         )
         x += item
     return "".join(parts), (row + 1) * _LEGEND_ROW
@@ -573,15 +568,15 @@ def _notes(history: MetricHistory) -> str:
     inf = int(np.isinf(history.values).sum())
     if inf:
         notes.append(f"{format_value(inf)} infinite value(s) drawn at the edge")
-    return f'<p class="muted">{_esc("; ".join(notes))}</p>' if notes else ""
+    return f'<p class="muted">{escape("; ".join(notes))}</p>' if notes else ""
 
 
 def _none(text: str) -> str:
-    return f'<p class="muted">{_esc(text)}</p>'
+    return f'<p class="muted">{escape(text)}</p>'
 
 
 def _cell(value: object) -> str:
-    text = _esc(format_value(value))
+    text = escape(format_value(value))
     return f'<td class="num">{text}</td>' if isinstance(value, (int, float)) else f"<td>{text}</td>"
 
 
@@ -602,7 +597,9 @@ def render_history_html(run: Run, histories: Sequence[MetricHistory]) -> str:
         "started": run.start_time.isoformat(timespec="seconds"),
         "duration": "running" if run.duration is None else f"{run.duration:.1f} s",
     }
-    meta_rows = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in meta.items())
+    meta_rows = "".join(
+        f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in meta.items()
+    )
     head = "".join(
         f"<th>{h}</th>"
         for h in ("metric", "points", "first step", "last step", "first", "last", "min", "max")
@@ -611,14 +608,14 @@ def render_history_html(run: Run, histories: Sequence[MetricHistory]) -> str:
     for history in histories:
         s = history_stats(history)
         cells = (s.count, s.first_step, s.last_step, s.first, s.last, s.min, s.max)
-        rows.append(f"<tr><td>{_esc(s.key)}</td>{''.join(_cell(v) for v in cells)}</tr>")
+        rows.append(f"<tr><td>{escape(s.key)}</td>{''.join(_cell(v) for v in cells)}</tr>")
     charts = "".join(
-        f'<section class="chart"><h3>{_esc(h.key)}</h3>{_notes(h)}'
+        f'<section class="chart"><h3>{escape(h.key)}</h3>{_notes(h)}'
         f"{svg_lines([(h.key, h.steps, h.values)])}</section>"
         for h in histories
     )
     body = (
-        f"<style>{_CSS}</style><h1>{_esc(run.name)}</h1><table>{meta_rows}</table>"
+        f"<style>{_CSS}</style><h1>{escape(run.name)}</h1><table>{meta_rows}</table>"
         f"<h2>Metrics</h2><table><tr>{head}</tr>{''.join(rows)}</table>"
         f"<h2>Histories</h2>{charts or _none('no metrics logged')}"
     )
@@ -639,7 +636,7 @@ def render_compare_html(
         The HTML page.
     """
     comparison = compare(runs)
-    head = "".join(f"<th>{_esc(_label(r))}</th>" for r in runs)
+    head = "".join(f"<th>{escape(_label(r))}</th>" for r in runs)
     sections = {"attribute": "Attributes", "param": "Params", "metric": "Metrics (latest)"}
     rows: list[str] = []
     for section, title in sections.items():
@@ -650,7 +647,7 @@ def render_compare_html(
         for row in chosen:
             style = ' class="diff"' if row.differs else ""
             cells = "".join(_cell(v) for v in row.values)
-            rows.append(f"<tr{style}><th>{_esc(row.key)}</th>{cells}</tr>")
+            rows.append(f"<tr{style}><th>{escape(row.key)}</th>{cells}</tr>")
     keys = sorted({k for per_run in histories_by_run.values() for k in per_run})
     charts = []
     for key in keys:
@@ -659,7 +656,7 @@ def render_compare_html(
             for r in runs
             if (h := histories_by_run.get(r.id, {}).get(key)) is not None
         ]
-        charts.append(f'<section class="chart"><h3>{_esc(key)}</h3>{svg_lines(lines)}</section>')
+        charts.append(f'<section class="chart"><h3>{escape(key)}</h3>{svg_lines(lines)}</section>')
     differing = sum(row.differs for row in comparison.rows)
     body = (
         f"<style>{_CSS}</style><h1>{len(runs)} runs compared</h1>"

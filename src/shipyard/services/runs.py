@@ -20,9 +20,9 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 
 from shipyard.domain.ids import new_id, utcnow
 from shipyard.domain.lineage import Node
@@ -36,6 +36,7 @@ from shipyard.services.metrics import MetricPoint, MetricStore
 from shipyard.services.models import ModelService
 from shipyard.services.objects import LocalFile, ObjectService
 from shipyard.services.run_search import RunPage
+from shipyard.services.run_writes import require_running, write_params, write_tags
 from shipyard.stores.metadata import SqlMetadataStore
 from shipyard.stores.metadata.schema import experiments as experiments_table
 from shipyard.stores.metadata.schema import (
@@ -45,7 +46,7 @@ from shipyard.stores.metadata.schema import (
     runs,
 )
 
-__all__ = ["FLUSH_POINTS", "FLUSH_SECONDS", "ActiveRun", "RunService"]
+__all__ = ["FLUSH_POINTS", "FLUSH_SECONDS", "ActiveRun", "RunService", "RunWriter"]
 
 FLUSH_SECONDS = 1.0
 FLUSH_POINTS = 50_000
@@ -359,45 +360,16 @@ class RunService:
     def _write_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         values = {_check_key(k): _param_text(v) for k, v in params.items()}
         with self._metadata.write() as conn:
-            self._require_running(conn, run_id)
-            existing = {
-                r.key: r.value
-                for r in conn.execute(
-                    select(run_params).where(
-                        run_params.c.run_id == run_id, run_params.c.key.in_(list(values))
-                    )
-                )
-            }
-            clashes = [k for k, v in values.items() if k in existing and existing[k] != v]
-            if clashes:
-                key = clashes[0]
-                raise ConflictError(
-                    f"param {key!r} of run {run_id} is {existing[key]!r} already; params "
-                    f"cannot change (logged again as {values[key]!r}); use a tag or a new run"
-                )
-            fresh = [
-                {"run_id": run_id, "key": k, "value": v}
-                for k, v in values.items()
-                if k not in existing
-            ]
-            if fresh:
-                conn.execute(run_params.insert(), fresh)
+            require_running(conn, run_id)
+            write_params(conn, run_id, values)
 
     def _write_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         values = {_check_key(k): str(v) for k, v in tags.items()}
         if not values:
             return
         with self._metadata.write() as conn:
-            self._require_running(conn, run_id)
-            conn.execute(
-                run_tags.delete().where(
-                    run_tags.c.run_id == run_id, run_tags.c.key.in_(list(values))
-                )
-            )
-            conn.execute(
-                run_tags.insert(),
-                [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()],
-            )
+            require_running(conn, run_id)
+            write_tags(conn, run_id, values)
 
     def _write_metrics(
         self, run_id: str, points: Sequence[MetricPoint], *, heartbeat: bool
@@ -413,7 +385,7 @@ class RunService:
         staged = self._objects.stage(files, stored)
         now = utcnow()
         with self._metadata.write() as conn:
-            self._require_running(conn, run_id)
+            require_running(conn, run_id)
             self._objects.commit(conn, staged)
             paths = [f.name for f in stored]
             conn.execute(
@@ -461,12 +433,30 @@ class RunService:
                 )
             )
 
-    def _require_running(self, conn: Connection, run_id: str) -> None:
-        status = conn.execute(select(runs.c.status).where(runs.c.id == run_id)).scalar()
-        if status is None:
-            raise NotFoundError(f"run {run_id!r} does not exist")
-        if status in FINAL_STATUSES:
-            raise ConflictError(f"run {run_id} has ended ({status}); start a new run to log more")
+
+class RunWriter(Protocol):
+    """Where an ``ActiveRun`` sends its writes: ``RunService`` locally, the HTTP client remotely."""
+
+    _scratch: Path
+
+    @property
+    def _models(self) -> ModelService: ...
+
+    def _stack(self) -> list[ActiveRun]: ...
+
+    def _write_params(self, run_id: str, params: Mapping[str, Any]) -> None: ...
+
+    def _write_tags(self, run_id: str, tags: Mapping[str, Any]) -> None: ...
+
+    def _write_metrics(
+        self, run_id: str, points: Sequence[MetricPoint], *, heartbeat: bool
+    ) -> None: ...
+
+    def _write_artifacts(self, run_id: str, files: Sequence[LocalFile]) -> list[RunArtifact]: ...
+
+    def _link_input(self, run_id: str, dataset_ref: str) -> None: ...
+
+    def _finish(self, run_id: str, status: str, resources: Mapping[str, Any] | None) -> None: ...
 
 
 class ActiveRun:
@@ -476,7 +466,7 @@ class ActiveRun:
     ``failed`` (``killed`` on KeyboardInterrupt) when the block raises.
     """
 
-    def __init__(self, service: RunService, run_id: str, experiment: str, *, capture: bool) -> None:
+    def __init__(self, service: RunWriter, run_id: str, experiment: str, *, capture: bool) -> None:
         self._service = service
         self.id = run_id
         self.experiment = experiment

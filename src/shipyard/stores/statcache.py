@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -48,13 +49,19 @@ class StatKey:
 class StatCache:
     """Digests of local files, trusted while their stat results are unchanged.
 
+    One connection serves every thread of the process (pipeline tasks add datasets from
+    worker threads), one call at a time.
+
     Args:
         path: the SQLite file holding the cache; created if missing.
     """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(
+            path, timeout=30, isolation_level=None, check_same_thread=False
+        )
         self._conn.execute("pragma journal_mode = wal")
         self._conn.execute("pragma synchronous = normal")
         self._conn.execute(_SCHEMA)
@@ -64,6 +71,10 @@ class StatCache:
 
         Plain tuples, not ``StatKey``: a re-add of 100,000 files compares them all.
         """
+        with self._lock:
+            return self._lookup(paths)
+
+    def _lookup(self, paths: Sequence[str]) -> dict[str, tuple[int, int, int, str]]:
         if not paths or self._conn.execute(_ANY).fetchone() is None:
             return {}
         if len(paths) <= _POINT_LOOKUPS:
@@ -86,9 +97,10 @@ class StatCache:
 
     def get(self, path: Path, key: StatKey) -> str | None:
         """The cached digest of one file, if its stat key still matches."""
-        row = self._conn.execute(
-            "select size, mtime_ns, inode, digest from stat_cache where path = ?", (str(path),)
-        ).fetchone()
+        with self._lock:
+            row = self._conn.execute(
+                "select size, mtime_ns, inode, digest from stat_cache where path = ?", (str(path),)
+            ).fetchone()
         if row is None or StatKey(row[0], row[1], row[2]) != key:
             return None
         return str(row[3])
@@ -104,6 +116,10 @@ class StatCache:
         rows = [entry for entry in entries if entry[2] < fresh]
         if not rows:
             return
+        with self._lock:
+            self._write(rows)
+
+    def _write(self, rows: list[tuple[str, int, int, int, str]]) -> None:
         try:
             self._conn.execute("begin immediate")
             self._conn.executemany("insert or replace into stat_cache values (?, ?, ?, ?, ?)", rows)
@@ -114,4 +130,5 @@ class StatCache:
 
     def close(self) -> None:
         """Close the cache file."""
-        self._conn.close()
+        with self._lock:
+            self._conn.close()

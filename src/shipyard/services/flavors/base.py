@@ -40,6 +40,14 @@ class Flavor(ABC):
     def save(self, model: Any, folder: Path) -> None:
         """Write the model's files into ``folder``."""
 
+    def save_with_example(self, model: Any, folder: Path, example: Any) -> None:
+        """Write the model's files, given the input example (``None`` without one).
+
+        Flavors that check the model on its example, or trace it, override this; the
+        default ignores the example and calls ``save``.
+        """
+        self.save(model, folder)
+
     @abstractmethod
     def load(self, folder: Path) -> LoadedModel:
         """Load a model from files this flavor saved (already verified by the store)."""

@@ -36,10 +36,12 @@ __all__ = [
     "ID",
     "NAME",
     "UtcDateTime",
+    "api_tokens",
     "audit_log",
     "dataset_labels",
     "dataset_versions",
     "datasets",
+    "deployments",
     "digest_columns",
     "experiments",
     "lineage_edges",
@@ -48,15 +50,21 @@ __all__ = [
     "metric_latest",
     "model_aliases",
     "model_versions",
+    "monitor_runs",
     "object_chunks",
     "objects",
+    "pipeline_runs",
+    "prediction_batches",
+    "prediction_feedback",
     "promotion_requests",
     "registered_models",
     "run_artifacts",
     "run_params",
     "run_tags",
     "runs",
+    "schedules",
     "schema_history",
+    "task_runs",
     "users",
 ]
 
@@ -355,6 +363,164 @@ promotion_requests = Table(
     Column("decided_at", UtcDateTime(), nullable=True),
     Column("comment", Text, nullable=True),
     Index(None, "name", "status"),
+)
+
+
+# Pipelines (migration 0005) -------------------------------------------------------------
+
+pipeline_runs = Table(
+    "pipeline_runs",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("pipeline", String(NAME), nullable=False),
+    Column("target", String(1024), nullable=False),  # "path/file.py:func" or "module:func"
+    Column("status", String(16), nullable=False),
+    Column("params", Text, nullable=False),  # JSON object
+    Column("executor", String(32), nullable=False),
+    Column("created_by", String(NAME), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("started_at", UtcDateTime(), nullable=True),
+    Column("ended_at", UtcDateTime(), nullable=True),
+    Column("heartbeat_at", UtcDateTime(), nullable=True),
+    Column("cancel_requested", Boolean, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("resumed_from", String(ID), nullable=True),
+    Column("schedule", String(NAME), nullable=True),
+    Column("result_digest", String(DIGEST), nullable=True, info={"digest": True}),
+    Index(None, "pipeline", "created_at"),
+    Index(None, "status"),
+)
+
+task_runs = Table(
+    "task_runs",
+    metadata,
+    Column("pipeline_run_id", String(ID), primary_key=True),
+    Column("key", String(255), primary_key=True),  # unique in its run, e.g. "train-2"
+    Column("task", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("upstream", Text, nullable=False),  # JSON list of task keys
+    Column("cache_key", String(64), nullable=True),
+    Column("result_digest", String(DIGEST), nullable=True, info={"digest": True}),
+    Column("log_digest", String(DIGEST), nullable=True, info={"digest": True}),
+    Column("pid", Integer, nullable=True),
+    Column("started_at", UtcDateTime(), nullable=True),
+    Column("ended_at", UtcDateTime(), nullable=True),
+    Column("heartbeat_at", UtcDateTime(), nullable=True),
+    Column("error", Text, nullable=True),
+    Index(None, "cache_key"),
+)
+
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("name", String(NAME), primary_key=True),
+    Column("pipeline", String(NAME), nullable=False),
+    Column("target", String(1024), nullable=False),
+    Column("cron", String(128), nullable=True),
+    Column("interval_seconds", Float, nullable=True),
+    Column("params", Text, nullable=False),  # JSON object
+    Column("missed", String(16), nullable=False),  # skip | catchup
+    Column("enabled", Boolean, nullable=False),
+    Column("next_run_at", UtcDateTime(), nullable=False),
+    Column("last_run_at", UtcDateTime(), nullable=True),
+    Column("last_run_id", String(ID), nullable=True),
+    Column("lease_owner", String(255), nullable=True),
+    Column("lease_until", UtcDateTime(), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(NAME), nullable=False),
+)
+
+# Serving (migration 0006) ---------------------------------------------------------------
+
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("name", String(NAME), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("alias", String(NAME), nullable=True),
+    Column("url", String(1024), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("runtime", String(16), nullable=False),  # onnx | native
+    Column("status", String(16), nullable=False),  # running | stopped
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("stopped_at", UtcDateTime(), nullable=True),
+    Column("heartbeat_at", UtcDateTime(), nullable=True),
+    Column("started_by", String(NAME), nullable=False),
+    Index(None, "name", "started_at"),
+)
+
+prediction_batches = Table(
+    "prediction_batches",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("deployment_id", String(ID), nullable=False),
+    Column("name", String(NAME), nullable=False),
+    Column("digest", String(DIGEST), nullable=False, info={"digest": True}),  # Parquet
+    Column("rows", Integer, nullable=False),
+    Column("first_at", UtcDateTime(), nullable=False),
+    Column("last_at", UtcDateTime(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index(None, "name", "last_at"),
+    Index(None, "deployment_id"),
+)
+
+prediction_feedback = Table(
+    "prediction_feedback",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("name", String(NAME), nullable=False),
+    Column("deployment_id", String(ID), nullable=True),
+    Column("label", Text, nullable=False),  # JSON value
+    Column("received_at", UtcDateTime(), nullable=False),
+    Index(None, "name", "received_at"),
+)
+
+
+# Monitoring (migration 0007) ------------------------------------------------------------
+
+monitor_runs = Table(
+    "monitor_runs",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("name", String(NAME), nullable=False),  # the registered model
+    Column("version", Integer, nullable=True),
+    Column("deployment_id", String(ID), nullable=True),
+    Column("reference", String(255), nullable=False),  # dataset version, e.g. "wine@2"
+    Column("current", String(255), nullable=False),  # "predictions" or a dataset version
+    Column("window_start", UtcDateTime(), nullable=True),
+    Column("window_end", UtcDateTime(), nullable=True),
+    Column("rows", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # ok | alert | no_data | failed
+    Column("metrics", Text, nullable=False),  # JSON object of flat numbers
+    Column("alerts", Text, nullable=False),  # JSON list of fired rules
+    Column("report_digest", String(DIGEST), nullable=True, info={"digest": True}),
+    Column("html_digest", String(DIGEST), nullable=True, info={"digest": True}),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(NAME), nullable=False),
+    Index(None, "name", "created_at"),
+)
+
+# Server (migration 0008) ----------------------------------------------------------------
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("user", String(NAME), nullable=False),
+    Column("name", String(NAME), nullable=False),  # what the token is for
+    Column("secret_hash", String(64), nullable=False, unique=True),  # SHA-256 hex
+    Column("prefix", String(16), nullable=False),  # shown in listings, never the secret
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(NAME), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=True),
+    Column("revoked_at", UtcDateTime(), nullable=True),
+    Column("last_used_at", UtcDateTime(), nullable=True),
+    Index(None, "user"),
 )
 
 

@@ -1,0 +1,94 @@
+"""One keep-alive HTTP client for a shipyard server; error answers become shipyard errors."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import httpx
+
+from shipyard import errors
+from shipyard.errors import BackendError, ShipyardError, StoreUnavailableError
+
+__all__ = ["ApiClient"]
+
+_KINDS: dict[str, type[ShipyardError]] = {
+    name: getattr(errors, name)
+    for name in (
+        "UnauthenticatedError",
+        "PermissionDeniedError",
+        "NotFoundError",
+        "AlreadyExistsError",
+        "ConflictError",
+        "InvalidArgumentError",
+        "NotSupportedError",
+        "MissingDependencyError",
+        "BackendError",
+    )
+}
+
+
+class ApiClient:
+    """Calls ``/api/v1`` of a server over one pooled, keep-alive connection per thread.
+
+    Args:
+        base_url: the server, such as ``http://127.0.0.1:5000``.
+        token: the API token (None for a server without auth).
+        timeout: seconds to wait for an answer.
+    """
+
+    def __init__(self, base_url: str, token: str | None, *, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        headers = {"user-agent": "shipyard-client"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(
+            base_url=f"{self.base_url}/api/v1",
+            headers=headers,
+            timeout=timeout,
+            limits=httpx.Limits(max_keepalive_connections=8, keepalive_expiry=60),
+        )
+        self._lock = threading.Lock()
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        """Send one request and return the decoded JSON answer.
+
+        Raises:
+            ShipyardError: the category the server answered with (404 NotFoundError, ...).
+            StoreUnavailableError: when the server cannot be reached.
+        """
+        content = None if body is None else json.dumps(body, allow_nan=False).encode()
+        headers = {"content-type": "application/json"} if content is not None else None
+        try:
+            answer = self._http.request(
+                method, path, content=content, params=params, headers=headers
+            )
+        except httpx.HTTPError as exc:
+            raise StoreUnavailableError(self.base_url, f"{type(exc).__name__}: {exc}") from None
+        data = answer.json() if answer.content else None
+        if answer.is_success:
+            return data
+        raise _error(answer.status_code, data)
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._http.close()
+
+
+def _error(status: int, data: Any) -> ShipyardError:
+    detail = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(detail, dict):
+        return BackendError(f"the server answered {status} without an error body")
+    kind = _KINDS.get(str(detail.get("type")), BackendError)
+    # Rebuilt from the message alone: the server's fields (digest, path...) are in it.
+    error = kind.__new__(kind)
+    ShipyardError.__init__(error, str(detail.get("message", "")))
+    return error

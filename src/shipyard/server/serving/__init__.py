@@ -1,0 +1,1 @@
+"""The model server: HTTP in front of ``shipyard.services.serving``."""

@@ -1,0 +1,423 @@
+"""Monitoring: drift, data quality, model quality and operations of a model's traffic.
+
+``MonitoringService.run("churn@production", window="24h")`` compares the model's logged
+predictions of the window with the dataset version it was trained on (found through
+lineage: dataset version -consumed_by-> run -produced-> model version), judges the labelled
+rows against the training run's metrics, stores the run with a JSON and an HTML report,
+checks the alert rules of ``[monitoring]`` and, on an alert, notifies and starts the
+retraining loop (``shipyard.services.monitoring_loop``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import RowMapping, select
+
+from shipyard.domain.checks import parse_duration
+from shipyard.domain.drift import DataQuality, DriftOptions, DriftReport
+from shipyard.domain.ids import new_id, utcnow
+from shipyard.domain.lineage import Node
+from shipyard.domain.models import ModelVersion
+from shipyard.domain.monitoring import (
+    Alert,
+    MonitorRun,
+    MonitorStatus,
+    evaluate,
+    parse_rules,
+)
+from shipyard.domain.predictions import BASE_COLUMNS, LABEL, PREDICTION
+from shipyard.domain.references import validate_name
+from shipyard.errors import InvalidArgumentError, NotFoundError
+from shipyard.services.monitoring_metrics import operations, prometheus_lines, window_metrics
+from shipyard.settings import Settings
+from shipyard.stores.artifacts.content import ContentStore
+from shipyard.stores.metadata import SqlMetadataStore
+from shipyard.stores.metadata.schema import monitor_runs
+
+__all__ = ["MonitoringService"]
+
+_MODEL_METRICS = ("accuracy", "f1", "roc_auc", "rmse", "mae", "r2")
+_LABEL_NAMES = ("target", "label", "y", "class")
+_LOG_OWN = (PREDICTION, "probability_", "output_")  # log columns no reference has
+
+
+class MonitoringService:
+    """Monitor runs: compute, store, show, list, export; alerts and the retraining loop.
+
+    Args:
+        metadata: the metadata store.
+        content: the content-addressed blob store (reports).
+        settings: the project's settings (``[monitoring]``, notifications).
+        services: the project (``datasets``, ``registry``, ``runs``, ``lineage``,
+            ``predictions``, ``pipelines``), read lazily.
+        user: who runs are recorded as.
+        cache: folder for cached reference sketches.
+    """
+
+    def __init__(
+        self,
+        metadata: SqlMetadataStore,
+        content: ContentStore,
+        settings: Settings,
+        services: Any,
+        *,
+        user: str,
+        cache: Path,
+    ) -> None:
+        self._metadata = metadata
+        self._content = content
+        self._settings = settings
+        self._project = services
+        self._user = user
+        self._cache = cache
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run(
+        self,
+        model_ref: str,
+        *,
+        window: str = "24h",
+        reference: str | None = None,
+        current: str | None = None,
+        retrain: bool = True,
+        now: datetime | None = None,
+    ) -> MonitorRun:
+        """Monitor one model version over a window and store the run.
+
+        Args:
+            model_ref: the model version (``churn@production``, ``churn@3``).
+            window: how far back the prediction log is read (``24h``, ``7d``).
+            reference: the reference dataset version (default: the training data, found
+                through lineage).
+            current: a dataset version to monitor instead of the prediction log.
+            retrain: run the retraining loop on an alert when ``[monitoring]`` configures it.
+            now: the window's end (default: now).
+
+        Returns:
+            The stored run; ``run.retrain`` says what the retraining loop did.
+
+        Raises:
+            NotFoundError: for an unknown model or dataset version.
+            InvalidArgumentError: for a bad window or alert rule, or when no reference can
+                be found (pass one).
+        """
+        from shipyard.services.drift import DriftService
+
+        rules = parse_rules(self._settings.monitor_alerts)
+        span = parse_duration(window)
+        version = self._project.registry.resolve(model_ref)
+        ref = reference or self.training_dataset(version)
+        features = [c.name for c in version.signature.inputs] if version.signature else None
+        target = self._target(ref, features)
+        until = now or utcnow()
+        start: datetime | None = until - span
+        end: datetime | None = until
+        if current is not None:
+            table = self._project.datasets.get(current).to_arrow()
+            current_label = self._project.datasets.resolve(current).ref
+            start = end = None
+            seconds = None
+        else:
+            table = self._project.predictions.read(version.name, since=start, until=until)
+            table = _only_version(table, version.version)
+            current_label = "predictions"
+            seconds = span.total_seconds()
+        window_table = _for_drift(table, features, target)
+        options = DriftOptions(
+            columns=tuple(features) if features else None,
+            label=target or LABEL,
+        )
+        baseline = self._baseline(version)
+        report = DriftService(self._project.datasets, self._cache).compare(
+            ref, window_table, options, baseline=baseline
+        )
+        report = _without_log_columns(report, features, target)
+        metrics = window_metrics(report) | operations(table, seconds)
+        alerts = evaluate(rules, metrics)
+        status: MonitorStatus = "no_data" if report.current_rows == 0 else "ok"
+        if alerts and status == "ok":
+            status = "alert"
+        run = MonitorRun(
+            id=new_id(),
+            name=version.name,
+            version=version.version,
+            deployment_id=_deployment(table),
+            reference=report.reference,
+            current=current_label,
+            window_start=start,
+            window_end=end,
+            rows=report.current_rows,
+            status=status,
+            metrics=metrics,
+            alerts=alerts,
+            report_digest=None,
+            html_digest=None,
+            created_at=utcnow(),
+            created_by=self._user,
+        )
+        run = self._store(run, report)
+        if alerts:
+            from shipyard.services.monitoring_loop import notify, retrain_loop
+
+            notify(self._settings, run)
+            if retrain and status == "alert" and self._settings.retrain_pipeline:
+                outcome = retrain_loop(
+                    self._project, self._settings, run, window_table, target or LABEL
+                )
+                run = dataclasses.replace(run, retrain=outcome)
+        return run
+
+    def training_dataset(self, version: ModelVersion) -> str:
+        """The dataset version a model version was trained on, through lineage.
+
+        Raises:
+            InvalidArgumentError: when lineage names none (pass a reference instead).
+        """
+        if version.run_id:
+            graph = self._project.lineage.graph(Node("run", version.run_id), depth=1)
+            found = sorted(
+                (e for e in graph.upstream if e.source.kind == "dataset_version"),
+                key=lambda e: e.created_at,
+            )
+            if found:
+                return str(found[-1].source.id)
+        raise InvalidArgumentError(
+            f"no training dataset of {version.ref} is known through lineage (its run used "
+            "none): pass the reference, e.g. --reference wine@1"
+        )
+
+    def _target(self, reference: str, features: Sequence[str] | None) -> str | None:
+        """The training label: the reference's one column that is no model input.
+
+        With several such columns, the one named ``target``, ``label``, ``y`` or ``class``.
+        """
+        if not features:
+            return None
+        schema = self._project.datasets.resolve(reference).schema
+        names: list[str] = [str(c.name) for c in schema] if schema else []
+        rest = [n for n in names if n not in features]
+        if len(rest) == 1:
+            return rest[0]
+        usual = [n for n in _LABEL_NAMES if n in rest]  # beside ids and other extras
+        return usual[0] if usual else None
+
+    def _baseline(self, version: ModelVersion) -> dict[str, float]:
+        if not version.run_id:
+            return {}
+        run = self._project.runs.get(version.run_id)
+        return {k: float(m.value) for k, m in run.metrics.items() if k in _MODEL_METRICS}
+
+    def _store(self, run: MonitorRun, report: DriftReport) -> MonitorRun:
+        from shipyard.services.monitoring_reports import render_monitor_html
+
+        history = self.history(run.name, limit=30)
+        page = render_monitor_html(run, report, history)
+        body = {"run": run.to_dict(), "report": report.to_dict()}
+        report_blob = self._content.put_bytes(json.dumps(body, allow_nan=False).encode())
+        html_blob = self._content.put_bytes(page.encode())
+        run = dataclasses.replace(
+            run, report_digest=report_blob.digest, html_digest=html_blob.digest
+        )
+        row = _row(run)
+        with self._metadata.write() as conn:
+            conn.execute(monitor_runs.insert().values(**row))
+            node = Node("monitor_run", run.id)
+            lineage = self._project.lineage
+            mv = Node("model_version", run.model_ref)
+            lineage.link(conn, mv, "monitored_by", node, actor=self._user)
+            if run.deployment_id:
+                dep = Node("deployment", run.deployment_id)
+                lineage.link(conn, dep, "monitored_by", node, actor=self._user)
+        return run
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def show(self, run_id: str) -> MonitorRun:
+        """One monitor run.
+
+        Raises:
+            NotFoundError: if there is no such run.
+        """
+        with self._metadata.read() as conn:
+            row = conn.execute(select(monitor_runs).where(monitor_runs.c.id == run_id)).first()
+        if row is None:
+            raise NotFoundError(
+                f"monitor run {run_id!r} does not exist; `shipyard monitor history MODEL` "
+                "lists them"
+            )
+        return _run(row._mapping)
+
+    def history(self, model: str, *, limit: int = 20) -> list[MonitorRun]:
+        """The newest monitor runs of a model (a name or ``name@ref``), newest first.
+
+        Raises:
+            InvalidArgumentError: for a bad name or limit.
+        """
+        if limit < 1:
+            raise InvalidArgumentError(f"limit must be at least 1, got {limit}")
+        name = validate_name(model.split("@", 1)[0], what="model name")
+        m = monitor_runs.c
+        query = (
+            select(monitor_runs)
+            .where(m.name == name)
+            .order_by(m.created_at.desc(), m.id.desc())
+            .limit(limit)
+        )
+        with self._metadata.read() as conn:
+            return [_run(r._mapping) for r in conn.execute(query)]
+
+    def latest(self, names: Sequence[str] | None = None) -> list[MonitorRun]:
+        """The newest run of each model (of ``names``, or of every monitored model)."""
+        m = monitor_runs.c
+        with self._metadata.read() as conn:
+            wanted = (
+                list(names)
+                if names is not None
+                else list(conn.execute(select(m.name).distinct()).scalars())
+            )
+            found = []
+            for name in sorted(wanted):
+                row = conn.execute(
+                    select(monitor_runs)
+                    .where(m.name == name)
+                    .order_by(m.created_at.desc(), m.id.desc())
+                    .limit(1)
+                ).first()
+                if row is not None:
+                    found.append(_run(row._mapping))
+        return found
+
+    def report(self, run_id: str) -> dict[str, Any]:
+        """The stored JSON report of a run: ``{"run": …, "report": DriftReport.to_dict()}``."""
+        run = self.show(run_id)
+        if run.report_digest is None:
+            raise NotFoundError(f"monitor run {run_id} has no stored report")
+        data: dict[str, Any] = json.loads(self._content.read_bytes(run.report_digest))
+        return data
+
+    def report_html(self, run_id: str) -> str:
+        """The stored self-contained HTML report of a run."""
+        run = self.show(run_id)
+        if run.html_digest is None:
+            raise NotFoundError(f"monitor run {run_id} has no stored HTML report")
+        return self._content.read_bytes(run.html_digest).decode()
+
+    def metrics_text(self, names: Sequence[str] | None = None) -> str:
+        """The latest run of each model as Prometheus gauges (text exposition format)."""
+        return "\n".join(prometheus_lines(self.latest(names))) + "\n"
+
+
+# -- helpers of one module ---------------------------------------------------------------------
+
+
+def _only_version(table: Any, version: int) -> Any:
+    import pyarrow.compute as pc
+
+    if "version" not in table.column_names or table.num_rows == 0:
+        return table
+    return table.filter(pc.equal(table["version"], version))
+
+
+def _for_drift(table: Any, features: Sequence[str] | None, target: str | None) -> Any:
+    """The window's feature, prediction and label columns (the label named as in training)."""
+    names = table.column_names
+    keep = [
+        n
+        for n in names
+        if (features is None and n not in BASE_COLUMNS and n != LABEL)
+        or (features is not None and n in features)
+        or n.startswith(_LOG_OWN)
+    ]
+    label = [LABEL] if LABEL in names else []
+    out = table.select([*keep, *label])
+    if target and label and target not in keep:
+        out = out.rename_columns([*keep, target])
+    return out
+
+
+def _without_log_columns(
+    report: DriftReport, features: Sequence[str] | None, target: str | None
+) -> DriftReport:
+    """Drop schema findings about columns monitoring leaves out on purpose.
+
+    Those are the log's own prediction columns ("new") and, when the model's inputs are
+    known, reference columns that are neither an input nor the label, such as ids ("missing").
+    """
+    kept = {*(features or ()), *([target] if target else [])}
+
+    def extra(name: str, change: str) -> bool:
+        if change == "new":
+            return name.startswith(_LOG_OWN)
+        return change == "missing" and features is not None and name not in kept
+
+    dropped = {c.name for c in report.quality.schema if extra(c.name, c.change)}
+    if not dropped:
+        return report
+    words = {"new": "is new", "missing": "is missing"}
+    quality = DataQuality(
+        schema=tuple(c for c in report.quality.schema if c.name not in dropped),
+        columns=report.quality.columns,
+        issues=tuple(
+            i
+            for i in report.quality.issues
+            if not any(i.startswith(f"column {n!r} {w}") for n in dropped for w in words.values())
+        ),
+    )
+    return dataclasses.replace(report, quality=quality)
+
+
+def _deployment(table: Any) -> str | None:
+    if "deployment_id" not in table.column_names or table.num_rows == 0:
+        return None
+    value = table["deployment_id"][-1].as_py()
+    return None if value is None else str(value)
+
+
+def _row(run: MonitorRun) -> dict[str, Any]:
+    metrics = {k: v for k, v in run.metrics.items() if v == v and abs(v) != float("inf")}
+    return {
+        "id": run.id,
+        "name": run.name,
+        "version": run.version,
+        "deployment_id": run.deployment_id,
+        "reference": run.reference,
+        "current": run.current,
+        "window_start": run.window_start,
+        "window_end": run.window_end,
+        "rows": run.rows,
+        "status": run.status,
+        "metrics": json.dumps(metrics, sort_keys=True),
+        "alerts": json.dumps([a.to_dict() for a in run.alerts]),
+        "report_digest": run.report_digest,
+        "html_digest": run.html_digest,
+        "created_at": run.created_at,
+        "created_by": run.created_by,
+    }
+
+
+def _run(row: RowMapping | Mapping[str, Any]) -> MonitorRun:
+    return MonitorRun(
+        id=row["id"],
+        name=row["name"],
+        version=row["version"],
+        deployment_id=row["deployment_id"],
+        reference=row["reference"],
+        current=row["current"],
+        window_start=row["window_start"],
+        window_end=row["window_end"],
+        rows=int(row["rows"]),
+        status=row["status"],
+        metrics={k: float(v) for k, v in json.loads(row["metrics"]).items()},
+        alerts=tuple(Alert.from_dict(a) for a in json.loads(row["alerts"])),
+        report_digest=row["report_digest"],
+        html_digest=row["html_digest"],
+        created_at=row["created_at"],
+        created_by=row["created_by"],
+    )

@@ -1,0 +1,88 @@
+"""Cache keys of task calls, and task results stored by content digest.
+
+A task call's cache key hashes the task's code (its source text, or its bytecode and
+constants when there is no source; plus default and closure values that pickle), the
+content of its plain inputs, and for each upstream input either the upstream result's
+digest (a cached upstream task, whose result is always stored) or the upstream call's own
+cache key. The same code on the same inputs gives the same key in every run.
+"""
+
+from __future__ import annotations
+
+import inspect
+import marshal
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+from blake3 import blake3
+
+from shipyard.errors import TaskResultError
+from shipyard.stores.artifacts.content import ContentStore
+
+__all__ = ["code_digest", "input_digest", "load_result", "store_result"]
+
+_codes: dict[Callable[..., Any], str] = {}
+
+
+def code_digest(fn: Callable[..., Any]) -> str:
+    """A digest of a function's code and of the values it closes over (memoised)."""
+    found = _codes.get(fn)
+    if found is not None:
+        return found
+    hasher = blake3()
+    try:
+        hasher.update(inspect.getsource(fn).encode())
+    except (OSError, TypeError):
+        code = getattr(fn, "__code__", None)
+        hasher.update(marshal.dumps(code) if code is not None else repr(fn).encode())
+    captured: list[Any] = list(getattr(fn, "__defaults__", None) or ())
+    captured += sorted((getattr(fn, "__kwdefaults__", None) or {}).items())
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            captured.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            continue
+    for value in captured:
+        try:
+            hasher.update(pickle.dumps(value, protocol=5))
+        except Exception:  # unpicklable (a module, a lock): its type stands for it
+            hasher.update(repr(type(value)).encode())
+    digest = hasher.hexdigest()
+    _codes[fn] = digest
+    return digest
+
+
+def input_digest(code: str, inputs: Any) -> str | None:
+    """The cache key of a call: its code digest and its inputs' content.
+
+    ``inputs`` holds upstream handles already replaced by ``("__upstream__", digest)``.
+    Returns None when an input cannot be pickled (the call is then never cached).
+    """
+    try:
+        data = pickle.dumps(inputs, protocol=5)
+    except Exception:
+        return None
+    hasher = blake3(code.encode())
+    hasher.update(data)
+    return hasher.hexdigest()
+
+
+def store_result(content: ContentStore, key: str, value: Any) -> str:
+    """Pickle a task's value into the content store; its digest.
+
+    Raises:
+        TaskResultError: naming the task when the value cannot be pickled.
+    """
+    import cloudpickle
+
+    try:
+        data = cloudpickle.dumps(value, protocol=5)
+    except Exception as exc:
+        raise TaskResultError(key, f"{type(exc).__name__}: {exc}") from None
+    return content.put_bytes(data).digest
+
+
+def load_result(content: ContentStore, digest: str) -> Any:
+    """A stored task value, verified against its digest."""
+    return pickle.loads(content.read_bytes(digest))

@@ -1,0 +1,73 @@
+"""Lineage from pipeline runs to the runs, dataset versions and model versions made in them.
+
+The executor sets ``CURRENT_PIPELINE_RUN`` while a task runs (in a thread, a task process
+or a Ray worker). One listener on the metadata store's engine sees each insert of a run,
+dataset version or model version and, when it happens inside a pipeline run's task, adds
+the edge ``pipeline_run -created-> record`` in the same transaction. The services that
+create those records need not know about pipelines.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from sqlalchemy import Connection, Engine, event
+from sqlalchemy.sql.dml import Insert
+
+from shipyard.domain.ids import new_id, utcnow
+from shipyard.domain.pipelines import CURRENT_PIPELINE_RUN
+from shipyard.stores.metadata import SqlMetadataStore
+from shipyard.stores.metadata.schema import lineage_edges
+
+__all__ = ["install_lineage_hook"]
+
+_KINDS = {"runs": "run", "dataset_versions": "dataset_version", "model_versions": "model_version"}
+_hooked: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def install_lineage_hook(metadata: SqlMetadataStore, actor: str) -> None:
+    """Link records created inside pipeline tasks to their pipeline run (once per engine)."""
+    engine = metadata.engine
+    if engine in _hooked:
+        return
+    _hooked.add(engine)
+
+    def after_execute(
+        conn: Connection,
+        statement: Any,
+        multiparams: Any,
+        params: Any,
+        options: Any,
+        result: Any,
+    ) -> None:
+        run_id = CURRENT_PIPELINE_RUN.get()
+        if run_id is None or not isinstance(statement, Insert):
+            return
+        kind = _KINDS.get(statement.table.name)
+        if kind is None:
+            return
+        rows = [statement.compile().params]
+        if isinstance(multiparams, list) and multiparams and isinstance(multiparams[0], dict):
+            rows = [{**rows[0], **row} for row in multiparams]
+        edges = []
+        for row in rows:
+            target = row.get("id") if kind == "run" else f"{row.get('name')}@{row.get('version')}"
+            if not target:
+                continue
+            edges.append(
+                {
+                    "id": new_id(),
+                    "from_kind": "pipeline_run",
+                    "from_id": run_id,
+                    "to_kind": kind,
+                    "to_id": target,
+                    "relation": "created",
+                    "created_at": utcnow(),
+                    "created_by": actor,
+                }
+            )
+        if edges:
+            metadata.insert_ignore(conn, lineage_edges, edges)
+
+    event.listen(engine, "after_execute", after_execute)
