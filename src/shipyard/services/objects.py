@@ -11,9 +11,13 @@ size, so that both a folder of 100,000 tiny files and a 1 GiB table store fast a
 The ``objects`` table maps each file digest to where its bytes are; ``object_chunks`` lists
 a chunked file's pieces. Every read is verified against the file's digest.
 
-Adding is built for speed: a small file is read once (the bytes hashed are kept for its
-pack, up to ``_READ_AHEAD``), a large one is cut, hashed and stored in one pass after the
-whole-file hash, and blobs are written on a background thread while the next bytes are read.
+Adding is built for speed: a folder walk is a ``FileSet`` (names and stat results in columns,
+no object per file) that the stat cache compares with its snapshot of the folder in C; files
+that must be hashed are read and hashed on two threads (the reads and BLAKE3 release the
+GIL); a small file is read once (the bytes hashed are kept for its pack, up to
+``_READ_AHEAD``); a large one is hashed whole and cut in one read (``chunking``), and the
+stage reads again only the chunks the store lacks; blobs are written on a background thread
+while the next bytes are read.
 """
 
 from __future__ import annotations
@@ -36,81 +40,74 @@ from typing import Any
 
 from blake3 import blake3
 from sqlalchemy import Connection, select
+from sqlalchemy.exc import IntegrityError
 
 from shipyard.domain.digests import format_digest
 from shipyard.domain.ids import utcnow
-from shipyard.errors import ConflictError, CorruptBlobError, NotFoundError, UnsafePathError
-from shipyard.stores.artifacts.content import BlobInfo, ContentStore, hash_file
+from shipyard.errors import ConflictError, CorruptBlobError, NotFoundError
+from shipyard.services.chunking import CHUNK_FROM, ChunkPlan, plan_chunks, read_chunk
+from shipyard.services.hashing import (
+    PACK_MAX,
+    DigestedFiles,
+    FileSet,
+    LocalFile,
+    StoredFile,
+    check_relative_path,
+    check_relative_paths,
+    content_identity,
+    hash_many,
+    read_checked,
+)
+from shipyard.stores.artifacts.content import BlobInfo, ContentStore
 from shipyard.stores.metadata import SqlMetadataStore
 from shipyard.stores.metadata.schema import object_chunks, objects
-from shipyard.stores.statcache import StatCache
+from shipyard.stores.statcache import FolderSnapshot, StatCache
 
 __all__ = [
     "CHUNK_FROM",
     "PACK_MAX",
+    "DigestedFiles",
+    "FileSet",
     "LocalFile",
     "ObjectService",
     "StagedObjects",
     "StoredFile",
     "check_relative_path",
+    "check_relative_paths",
+    "content_identity",
 ]
 
-PACK_MAX = 256 * 1024
 PACK_TARGET = 32 * 1024 * 1024
-CHUNK_FROM = 16 * 1024 * 1024
-CDC_AVG, CDC_MIN, CDC_MAX = 1024 * 1024, 256 * 1024, 4 * 1024 * 1024
 # Digests per "already stored?" query: within SQLite's 32,766 and PostgreSQL's 65,535 bound
 # parameters, and few statements for a folder of 100,000 files.
 _QUERY_BATCH = 2_000
+# From this many new objects, their rows go in with one executemany of plain tuples.
+_BULK_FROM = 256
+_OBJECT_COLUMNS = ("digest", "size", "storage", "blob", "offset", "created_at")
 # The bytes of small files read while hashing are kept, up to this much, for the stage that
 # follows, so that a new small file is read once.
-_READ_AHEAD = 256 * 1024 * 1024
+_READ_AHEAD = 512 * 1024 * 1024
 # Bytes handed to the background blob writer and not stored yet, at most.
 _WRITE_AHEAD = PACK_TARGET
-
 Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
 
 
-@dataclass(frozen=True, slots=True, weakref_slot=True)
-class LocalFile:
-    """A local file to store, and the name it has inside what is being stored.
-
-    Args:
-        location: where the file is, as a path or a string (a folder walk makes strings:
-            100,000 ``Path`` objects cost more than the rest of a no-op re-add).
-        name: its ``/``-separated name inside what is being stored.
-        stat: the file's (size, mtime_ns, inode), symlinks followed, when the caller has
-            them already, as a folder walk does; hashing then does not stat the file again.
-            A plain tuple: 100,000 ``stat_result`` objects slow the garbage collector.
-    """
-
-    location: str | os.PathLike[str]
-    name: str
-    stat: tuple[int, int, int] | None = field(default=None, compare=False, repr=False)
-
-    @property
-    def path(self) -> Path:
-        """Where the file is, as a ``Path``."""
-        return Path(self.location)
-
-
-@dataclass(frozen=True, slots=True)
-class StoredFile:
-    """A file as stored: its name, size and content digest."""
-
-    name: str
-    size: int
-    digest: str
+ObjectRow = tuple[str, int, str, str | None, int | None]  # digest, size, storage, blob, offset
 
 
 @dataclass
 class StagedObjects:
-    """Files whose bytes are in the blob store, and the metadata rows still to commit."""
+    """Files whose bytes are in the blob store, and the metadata rows still to commit.
 
-    files: list[StoredFile]
-    object_rows: list[dict[str, Any]] = field(default_factory=list)
+    ``object_rows`` are plain tuples (``_OBJECT_COLUMNS`` without ``created_at``, which is
+    ``created_at`` for all): a folder of 100,000 new files makes as many.
+    """
+
+    files: Sequence[StoredFile] | DigestedFiles
+    object_rows: list[ObjectRow] = field(default_factory=list)
     chunk_rows: list[dict[str, Any]] = field(default_factory=list)
     new_bytes: int = 0
+    created_at: datetime = field(default_factory=utcnow)
 
 
 class _BlobWriter:
@@ -165,13 +162,10 @@ class _BlobWriter:
 class _PackWriter:
     """Concatenates small files into pack blobs."""
 
-    def __init__(
-        self, content: ContentStore, writer: _BlobWriter, staged: StagedObjects, now: datetime
-    ) -> None:
+    def __init__(self, content: ContentStore, writer: _BlobWriter, staged: StagedObjects) -> None:
         self._content = content
         self._writer = writer
         self._staged = staged
-        self._now = now
         self._pieces: list[bytes] = []
         self._size = 0
         self._members: list[tuple[str, int, int]] = []  # digest, offset, size
@@ -186,24 +180,17 @@ class _PackWriter:
     def flush(self) -> None:
         if not self._members:
             return
-        members, now, staged = self._members, self._now, self._staged
+        members, staged = self._members, self._staged
 
         def record(pack: BlobInfo) -> None:
             staged.new_bytes += pack.size if pack.new else 0
+            blob = pack.digest
             staged.object_rows.extend(
-                {
-                    "digest": digest,
-                    "size": size,
-                    "storage": "pack",
-                    "blob": pack.digest,
-                    "offset": offset,
-                    "created_at": now,
-                }
-                for digest, offset, size in members
+                (digest, size, "pack", blob, offset) for digest, offset, size in members
             )
 
-        data = b"".join(self._pieces)
-        self._writer.put(len(data), partial(self._content.put_bytes, data), record)
+        # joined on the writer's thread, beside the pack's hash and write
+        self._writer.put(self._size, partial(_put_joined, self._content, self._pieces), record)
         self._pieces = []
         self._size = 0
         self._members = []
@@ -223,6 +210,8 @@ class ObjectService:
         # stage drops them, and so does the end of the hashed files' list: an add that stages
         # nothing (its content is stored already) holds no memory after it returns.
         self._read_ahead: dict[str, bytes] = {}
+        # The chunk plans of the large files the last ``hash`` read, by digest, likewise.
+        self._plans: dict[str, ChunkPlan] = {}
 
     # -- writing ------------------------------------------------------------------------
 
@@ -235,14 +224,45 @@ class ObjectService:
         Raises:
             NotFoundError: if a file vanished.
         """
+        if isinstance(files, FileSet):
+            digested = self.digest(files)
+            return digested.stored(), digested.hashed
         digests, hashed = self._digests(files)
         stored = [StoredFile(f.name, size, d) for f, (size, d) in zip(files, digests, strict=True)]
         return stored, hashed
 
+    def digest(self, files: Sequence[LocalFile]) -> DigestedFiles:
+        """Digest every file, in columns, with the content identity of them all.
+
+        A ``FileSet`` is compared with the stat cache's snapshot of its folder: when no name
+        and no stat result changed, digests and identity come from the snapshot as they are.
+
+        Raises:
+            NotFoundError: if a file vanished.
+        """
+        if isinstance(files, FileSet):
+            return self._digest_set(files)
+        digests, hashed = self._digests(files)
+        names = [f.name for f in files]
+        sizes = [size for size, _ in digests]
+        hexes = [digest for _, digest in digests]
+        return DigestedFiles(names, sizes, hexes, hashed, content_identity(names, hexes))
+
+    def stale(self, files: Sequence[LocalFile]) -> bool:
+        """Whether ``digest`` would read any of these files (the stat cache vouches for none).
+
+        True unless the files are a ``FileSet`` whose snapshot matches in every name and stat.
+        """
+        cache = self._stat_cache
+        if not isinstance(files, FileSet) or files.key is None or cache is None:
+            return True
+        snapshot = cache.folder(files.key)
+        return snapshot is None or snapshot.changed(files.names, files.stats) != []
+
     def stage(
         self,
         files: Sequence[LocalFile],
-        stored: Sequence[StoredFile],
+        stored: Sequence[StoredFile] | DigestedFiles,
         *,
         progress: Progress | None = None,
     ) -> StagedObjects:
@@ -253,31 +273,42 @@ class ObjectService:
 
         Args:
             files: the local files.
-            stored: their digests, from ``hash``.
+            stored: their digests, from ``hash`` or ``digest``.
             progress: called with (bytes done, bytes in all).
         """
         read_ahead, self._read_ahead = self._read_ahead, {}
-        staged = StagedObjects(list(stored))
-        known = self.known({f.digest for f in stored})
-        total = sum(f.size for f in stored)
+        plans, self._plans = self._plans, {}
+        if isinstance(stored, DigestedFiles):
+            sizes, digests = stored.sizes, stored.digests
+        else:
+            stored = list(stored)
+            sizes, digests = [f.size for f in stored], [f.digest for f in stored]
+        if len(digests) != len(files):
+            raise ValueError("stage needs one digest for every file")
+        location: Callable[[int], str] = (
+            files.location if isinstance(files, FileSet) else lambda i: os.fspath(files[i].location)
+        )
+        staged = StagedObjects(stored)
+        known = self.known(set(digests))
+        total = sum(sizes)
         done = 0
-        now = utcnow()
         with _BlobWriter() as writer:
-            packs = _PackWriter(self._content, writer, staged, now)
-            for local, entry in zip(files, stored, strict=True):
-                done += entry.size
-                if entry.digest in known:
+            packs = _PackWriter(self._content, writer, staged)
+            for i, (size, digest) in enumerate(zip(sizes, digests, strict=True)):
+                done += size
+                if digest in known:
                     continue
-                known.add(entry.digest)
-                if entry.size <= PACK_MAX:
-                    data = read_ahead.pop(entry.digest, None)
+                known.add(digest)
+                if size <= PACK_MAX:
+                    data = read_ahead.pop(digest, None)
                     if data is None:
-                        data = _read_checked(os.fspath(local.location), entry.size, entry.digest)
-                    packs.add(entry.digest, data)
-                elif entry.size <= CHUNK_FROM:
-                    self._put_whole(writer, local.path, entry, staged, now)
+                        data = read_checked(location(i), size, digest)
+                    packs.add(digest, data)
+                elif size <= CHUNK_FROM:
+                    self._put_whole(writer, Path(location(i)), digest, size, staged)
                 else:
-                    self._put_chunked(writer, local.path, entry.digest, entry.size, staged, now)
+                    plan = plans.pop(digest, None)
+                    self._put_chunked(writer, Path(location(i)), digest, staged, plan)
                 if progress is not None:
                     progress(done, total)
             packs.flush()
@@ -288,29 +319,69 @@ class ObjectService:
 
     def commit(self, conn: Connection, staged: StagedObjects) -> None:
         """Record staged objects inside the caller's write transaction."""
-        self._metadata.insert_ignore(conn, objects, staged.object_rows)
+        rows = staged.object_rows
+        now = staged.created_at
+        if len(rows) >= _BULK_FROM:
+            # One executemany of plain tuples, ``created_at`` converted once. A concurrent
+            # add may have recorded some of the same objects since ``known``: then the rows
+            # go in again, skipping those, after the savepoint is rolled back.
+            convert = objects.c.created_at.type.bind_processor(conn.dialect)
+            stamp = convert(now) if convert is not None else now
+            if conn.dialect.name == "sqlite" and isinstance(stamp, datetime):
+                stamp = stamp.isoformat(" ")  # what sqlite3 makes of it, made once, not per row
+            try:
+                with conn.begin_nested():
+                    # in key order: SQLite's primary-key index grows at its end, not all over
+                    values = sorted([(*row, stamp) for row in rows])
+                    self._metadata.bulk_insert(conn, objects, _OBJECT_COLUMNS, values)
+                rows = []
+            except IntegrityError:
+                pass
+        if rows:
+            self._metadata.insert_ignore(
+                conn,
+                objects,
+                [dict(zip(_OBJECT_COLUMNS, (*row, now), strict=True)) for row in rows],
+            )
         self._metadata.insert_ignore(conn, object_chunks, staged.chunk_rows)
 
     def known(self, digests: set[str]) -> set[str]:
         """Which of these digests are stored objects already."""
         found: set[str] = set()
+        ordered = list(digests)
+        with self._metadata.read() as conn:
+            # Plain driver SQL: compiling an expanding IN of 2,000 digests 50 times costs more
+            # than the lookups themselves.
+            dialect = conn.dialect
+            mark = "?" if dialect.paramstyle == "qmark" else "%s"
+            table = dialect.identifier_preparer.quote(objects.name)
+            for start in range(0, len(ordered), _QUERY_BATCH):
+                batch = tuple(ordered[start : start + _QUERY_BATCH])
+                marks = ", ".join([mark] * len(batch))
+                sql = f"SELECT digest FROM {table} WHERE digest IN ({marks})"
+                found.update(row[0] for row in conn.exec_driver_sql(sql, batch))
+        return found
+
+    def sizes(self, digests: set[str]) -> dict[str, int]:
+        """The size of each of these digests that is a stored object."""
+        found: dict[str, int] = {}
         ordered = sorted(digests)
         with self._metadata.read() as conn:
             for start in range(0, len(ordered), _QUERY_BATCH):
                 batch = ordered[start : start + _QUERY_BATCH]
-                query = select(objects.c.digest).where(objects.c.digest.in_(batch))
-                found.update(conn.execute(query).scalars())
+                query = select(objects.c.digest, objects.c.size).where(objects.c.digest.in_(batch))
+                for digest, size in conn.execute(query):
+                    found[digest] = size
         return found
 
     def _digests(self, files: Sequence[LocalFile]) -> tuple[list[tuple[int, str]], int]:
-        # The hot loop of adding 100,000 files: plain tuples, no objects per file.
+        # Files given one by one (run artifacts, downloads): the stat cache by path.
         paths = [os.fspath(f.location) for f in files]
         cache = self._stat_cache
         cached = cache.lookup(paths) if cache is not None else {}
         result: list[tuple[int, str]] = []
-        fresh: list[tuple[str, int, int, int, str]] = []  # path, size, mtime_ns, inode, digest
-        read_ahead: dict[str, bytes] = {}
-        budget = _READ_AHEAD
+        todo: list[int] = []
+        keys: list[tuple[int, int, int]] = []
         for local, path in zip(files, paths, strict=True):
             if local.stat is not None:
                 size, mtime_ns, inode = local.stat
@@ -324,23 +395,81 @@ class ObjectService:
             if hit is not None and hit[0] == size and hit[1] == mtime_ns and hit[2] == inode:
                 result.append((size, hit[3]))
                 continue
-            if size <= PACK_MAX:
-                data = _read_small(path, size)
-                digest = format_digest(blake3(data).hexdigest())
-                if len(data) <= min(budget, PACK_MAX):
-                    read_ahead[digest] = data
-                    budget -= len(data)
-                result.append((len(data), digest))
-            else:
-                digest, hashed_size = _hash_large(path)
-                result.append((hashed_size, digest))
-            fresh.append((path, size, mtime_ns, inode, digest))
+            todo.append(len(result))
+            keys.append((size, mtime_ns, inode))
+            result.append((size, ""))
+        fresh: list[tuple[str, int, int, int, str]] = []  # path, size, mtime_ns, inode, digest
+        owner = files[0] if todo else files  # a list takes no weak reference; its first file does
+        hashed = self._hash_files([paths[i] for i in todo], [k[0] for k in keys], owner)
+        for i, (size, mtime_ns, inode), (hashed_size, digest) in zip(
+            todo, keys, hashed, strict=True
+        ):
+            result[i] = (hashed_size, digest)
+            fresh.append((paths[i], size, mtime_ns, inode, digest))
         if cache is not None:
             cache.update(fresh)
-        self._read_ahead = read_ahead
-        if read_ahead:
-            weakref.finalize(files[0], self._forget, read_ahead)
         return result, len(fresh)
+
+    def _digest_set(self, files: FileSet) -> DigestedFiles:
+        """Digests of a folder walk: the snapshot's where nothing changed, else hashed."""
+        cache = self._stat_cache
+        if files.key is None:
+            cache = None
+        snapshot = cache.folder(files.key) if cache is not None and files.key else None
+        names, stats = files.names, files.stats
+        changed = snapshot.changed(names, stats) if snapshot is not None else None
+        sizes = files.sizes()
+        if snapshot is not None and changed == []:
+            self._read_ahead = {}
+            return DigestedFiles(names, sizes, snapshot.digests(), 0, snapshot.identity)
+        if snapshot is not None and changed is not None:
+            digests = snapshot.digests()
+            todo = changed
+        else:  # names came or went: match the files by name
+            digests = [""] * len(names)
+            todo = []
+            old = {name: j for j, name in enumerate(snapshot.names())} if snapshot else {}
+            old_stats = snapshot.stats if snapshot is not None else stats
+            old_digests = snapshot.digests() if snapshot is not None else []
+            for i, name in enumerate(names):
+                j = old.get(name)
+                if j is not None and stats[4 * i : 4 * i + 4] == old_stats[4 * j : 4 * j + 4]:
+                    digests[i] = old_digests[j]
+                else:
+                    todo.append(i)
+        hashed = self._hash_files(files.locations_of(todo), [sizes[i] for i in todo], files)
+        for i, (size, digest) in zip(todo, hashed, strict=True):
+            sizes[i] = size
+            digests[i] = digest
+        identity = content_identity(names, digests)
+        if cache is not None and files.key is not None:
+            cache.save_folder(files.key, FolderSnapshot.of(names, stats, digests, identity))
+        return DigestedFiles(names, sizes, digests, len(todo), identity)
+
+    def _hash_files(
+        self, paths: list[str], sizes: list[int], owner: object
+    ) -> list[tuple[int, str]]:
+        """(size as hashed, digest) of each file; small files' bytes kept for the stage.
+
+        The bytes are kept up to ``_READ_AHEAD`` in all, until the next hash or stage, or
+        until ``owner`` (the files given) is dropped.
+        """
+        result: list[tuple[int, str]] = []
+        read_ahead: dict[str, bytes] = {}
+        plans: dict[str, ChunkPlan] = {}
+        budget = _READ_AHEAD
+        for size, digest, data in hash_many(paths, sizes):
+            if isinstance(data, ChunkPlan):
+                plans[digest] = data
+            elif data is not None and len(data) <= PACK_MAX and len(data) <= budget:
+                read_ahead[digest] = data
+                budget -= len(data)
+            result.append((size, digest))
+        self._read_ahead = read_ahead
+        self._plans = plans
+        if read_ahead:
+            weakref.finalize(owner, self._forget, read_ahead)
+        return result
 
     def _forget(self, read_ahead: dict[str, bytes]) -> None:
         read_ahead.clear()
@@ -351,67 +480,55 @@ class ObjectService:
         self,
         writer: _BlobWriter,
         path: Path,
-        entry: StoredFile,
+        digest: str,
+        size: int,
         staged: StagedObjects,
-        now: datetime,
     ) -> None:
         def record(info: BlobInfo) -> None:
-            if info.digest != entry.digest:
+            if info.digest != digest:
                 raise ConflictError(f"file {path} changed while it was being stored; add it again")
             staged.new_bytes += info.size if info.new else 0
-            staged.object_rows.append(
-                {
-                    "digest": entry.digest,
-                    "size": info.size,
-                    "storage": "blob",
-                    "blob": info.digest,
-                    "offset": None,
-                    "created_at": now,
-                }
-            )
+            staged.object_rows.append((digest, info.size, "blob", info.digest, None))
 
-        writer.put(entry.size, partial(self._content.put_file, path), record)
+        writer.put(size, partial(self._content.put_file, path), record)
 
     def _put_chunked(
         self,
         writer: _BlobWriter,
         path: Path,
         digest: str,
-        size: int,
         staged: StagedObjects,
-        now: datetime,
+        plan: ChunkPlan | None,
     ) -> None:
-        from pyfastcdc import FastCDC
+        """Store the chunks of a large file the store lacks, as ``hash`` cut it.
 
-        def record(seq: int) -> Callable[[BlobInfo], None]:
-            def then(info: BlobInfo) -> None:
-                staged.new_bytes += info.size if info.new else 0
-                staged.chunk_rows.append(
-                    {"object": digest, "seq": seq, "chunk": info.digest, "size": info.size}
-                )
-
-            return then
-
-        chunker = FastCDC(CDC_AVG, min_size=CDC_MIN, max_size=CDC_MAX)
-        whole = blake3()
-        for seq, chunk in enumerate(chunker.cut_file(str(path))):
-            # A copy, as a snapshot: chunk.data maps the file, which a writer may change
-            # between the chunk's hash and its write; the bytes hashed are the bytes stored.
-            data = bytes(chunk.data)
-            whole.update(data)
-            writer.put(len(data), partial(self._content.put_bytes, data), record(seq))
-        if format_digest(whole.hexdigest()) != digest:
+        Each new chunk is read again and must hash as planned: a file changed since it was
+        hashed is refused, and the bytes stored are the bytes hashed.
+        """
+        if plan is None:  # digest from the stat cache: cut it now
+            plan = plan_chunks(str(path))
+        if plan.digest != digest:
             raise ConflictError(f"file {path} changed while it was being stored; add it again")
-        staged.object_rows.append(
-            {
-                "digest": digest,
-                "size": size,
-                "storage": "chunks",
-                "blob": None,
-                "offset": None,
-                "created_at": now,
-            }
+        staged.chunk_rows.extend(
+            {"object": digest, "seq": seq, "chunk": chunk, "size": size}
+            for seq, (_, size, chunk) in enumerate(plan.chunks)
         )
+        staged.object_rows.append((digest, plan.size, "chunks", None, None))
+        seen: set[str] = set()
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NotFoundError(f"file {path} does not exist") from None
+        try:
+            for offset, size, chunk in plan.chunks:
+                if chunk in seen or self._content.exists(chunk):
+                    continue
+                seen.add(chunk)
+                data = read_chunk(fd, offset, size)
+                store = partial(self._content.put_bytes, data)
+                writer.put(size, store, partial(_record_chunk, path, chunk, staged))
+        finally:
+            os.close(fd)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -456,17 +573,23 @@ class ObjectService:
 
     # -- manifests: the list of files of a version ----------------------------------------
 
-    def put_manifest(self, stored: Sequence[StoredFile]) -> str:
+    def put_manifest(self, stored: Sequence[StoredFile] | DigestedFiles) -> str:
         """Store the file list of a version (a small Parquet blob); returns its digest."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        sizes = array("q", [f.size for f in stored])
+        if isinstance(stored, DigestedFiles):
+            names, digests, sizes = stored.names, stored.digests, array("q", stored.sizes)
+        else:
+            names = [f.name for f in stored]
+            digests = [f.digest for f in stored]
+            sizes = array("q", [f.size for f in stored])
+        check_relative_paths(names)
         table = pa.Table.from_arrays(
             [
-                _string_array([check_relative_path(f.name) for f in stored]),
+                _string_array(names),
                 pa.Array.from_buffers(pa.int64(), len(sizes), [None, pa.py_buffer(sizes)]),
-                _string_array([f.digest for f in stored]),
+                _string_array(digests),
             ],
             names=["path", "size", "digest"],
         )
@@ -528,49 +651,14 @@ class ObjectService:
             tmp.unlink(missing_ok=True)
 
 
-def check_relative_path(name: str) -> str:
-    """A file's path inside a version: relative, no '..', no NUL, no backslash.
-
-    Raises:
-        UnsafePathError: for anything else.
-    """
-    if not name or name.startswith("/") or "\\" in name or "\0" in name:
-        raise UnsafePathError(name, "a file inside a version has a plain relative path")
-    if any(part in ("", ".", "..") for part in name.split("/")):
-        raise UnsafePathError(name, "'.', '..' and empty segments are not allowed")
-    return name
-
-
-def _read_small(path: str, size: int) -> bytes:
-    """The content of a small file, ``size`` being what ``stat`` said; one read when it holds."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise NotFoundError(f"file {path} does not exist") from None
-    try:
-        data = os.read(fd, size + 1)
-        if len(data) == size:  # all of it, as git reads a file: by its stat size
-            return data
-        pieces = [data]  # the file changed since its stat: read to the end
-        while piece := os.read(fd, 1024 * 1024):
-            pieces.append(piece)
-        return b"".join(pieces)
-    finally:
-        os.close(fd)
-
-
-def _hash_large(path: str) -> tuple[str, int]:
-    try:
-        return hash_file(Path(path))
-    except FileNotFoundError:
-        raise NotFoundError(f"file {path} does not exist") from None
-
-
-def _read_checked(path: str, size: int, digest: str) -> bytes:
-    data = _read_small(path, size)
-    if format_digest(blake3(data).hexdigest()) != digest:
+def _record_chunk(path: Path, chunk: str, staged: StagedObjects, info: BlobInfo) -> None:
+    if info.digest != chunk:
         raise ConflictError(f"file {path} changed while it was being stored; add it again")
-    return data
+    staged.new_bytes += info.size if info.new else 0
+
+
+def _put_joined(content: ContentStore, pieces: list[bytes]) -> BlobInfo:
+    return content.put_bytes(b"".join(pieces))
 
 
 def _string_array(values: list[str]) -> Any:

@@ -26,6 +26,8 @@ __all__ = ["FooterStats", "read_footers", "sample_row_groups"]
 # A row group larger than this many times the sample cannot be sampled by picking row groups:
 # the caller falls back to scanning.
 _MAX_GROUP_SHARE = 4
+# Row groups read holding more than this many times the rows wanted are thinned to them.
+_THIN_ABOVE = 2
 
 
 @dataclass
@@ -122,7 +124,10 @@ def _widen(old: tuple[Any, Any], low: Any, high: Any) -> tuple[Any, Any]:
 def sample_row_groups(
     files: Sequence[Path], groups: Sequence[tuple[int, int, int]], target_rows: int
 ) -> pa.Table | None:
-    """Whole row groups picked evenly across the table, about ``target_rows`` rows in all.
+    """Row groups picked evenly across the table, about ``target_rows`` rows in all.
+
+    Whole row groups; when they hold more than twice the rows wanted (a table of few, large
+    row groups), evenly spaced rows of them.
 
     Args:
         files: the Parquet files of one table.
@@ -151,6 +156,10 @@ def sample_row_groups(
         f, g, _ = groups[len(groups) // 2]
         picked[f] = [g]
     parts = [pq.ParquetFile(files[f]).read_row_groups(gs) for f, gs in sorted(picked.items())]
-    if len(parts) == 1:
-        return parts[0]
-    return pa.concat_tables(parts, promote_options="permissive")
+    table = parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="permissive")
+    if table.num_rows > _THIN_ABOVE * target_rows:
+        # Row groups much larger than the sample: keep evenly spaced rows of them, so the
+        # statistics run over about ``target_rows`` rows, not over whole groups.
+        step = table.num_rows / target_rows
+        table = table.take(pa.array([int(k * step) for k in range(target_rows)], pa.int64()))
+    return table

@@ -42,7 +42,9 @@ from shipyard.services.tables import FORMATS, open_table, table_files
 __all__ = ["FORMATS", "HISTOGRAM_BINS", "TOP_VALUES", "profile_table", "read_schema"]
 
 HISTOGRAM_BINS = 20
-SAMPLE_ROWS = 1_000_000  # above exact_distinct_limit rows, shapes come from this many
+# Above exact_distinct_limit rows, shapes come from this many: estimates from 250,000 rows
+# are as close as a report shows them, and cost a quarter of the work of 1,000,000.
+SAMPLE_ROWS = 250_000
 TOP_VALUES = 20
 
 _SAMPLE = "_shipyard_sample"
@@ -330,7 +332,9 @@ def _second_pass(
     union: bool,
 ) -> dict[str, Any]:
     probabilities = "[" + ", ".join(repr(p) for _, p in QUANTILES) + "]"
-    quantile = "quantile_cont" if exact else "approx_quantile"
+    # Exact quantiles of what is read, the table or its sample (about SAMPLE_ROWS rows):
+    # DuckDB's exact quantile takes half the time of its t-digest on a sample of 1M rows.
+    quantile = "quantile_cont"
     parts = []
     for c in columns:
         i, x = c.index, f"CAST({c.ident} AS DOUBLE)"

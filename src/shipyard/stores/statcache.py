@@ -1,23 +1,32 @@
-"""A per-machine cache of file digests keyed by (path, size, mtime, inode).
+"""A per-machine cache of file digests, trusted while the files' stat results are unchanged.
 
-Re-adding a folder whose files did not change re-hashes nothing: a file whose size,
-modification time and inode match the cached entry gets the cached digest. The cache lives
-beside the project's local state (``.shipyard/cache/stat.db``), never in the shared metadata
-store: stat results mean nothing on another machine.
+Re-adding a folder whose files did not change re-hashes nothing. Two kinds of entries:
+
+- one row per file path (size, mtime, inode -> digest), for files stored one by one;
+- one row per added folder (or single file): its *snapshot*, the names, stat results
+  (size, mtime, inode, ctime) and digests of all its files in columns, with the content
+  identity of the whole. A re-add walks the folder, compares its columns with the snapshot
+  in C (list and array equality), and when nothing differs takes the digests and identity
+  as they are: no per-file Python work beyond the walk's one stat per file.
+
+The cache lives beside the project's local state (``.shipyard/cache/stat.db``), never in the
+shared metadata store: stat results mean nothing on another machine.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import sys
 import threading
 import time
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["StatCache", "StatKey"]
+__all__ = ["FolderSnapshot", "StatCache", "StatKey", "racy_after"]
 
 _RACY_NS = 2_000_000_000
 # Up to this many paths are looked up one by one (by key, bound parameters within SQLite's
@@ -35,6 +44,94 @@ create table if not exists stat_cache (
     digest text not null
 )
 """
+_FOLDER_SCHEMA = """
+create table if not exists folder_cache (
+    root text primary key,
+    identity text not null,
+    names blob not null,
+    stats blob not null,
+    digests blob not null
+)
+"""
+# A cached mtime no file has: the entry of a racily clean file, which must never match.
+_UNTRUSTED = -(2**63)
+_STATS = 4  # size, mtime_ns, inode, ctime_ns
+
+
+def racy_after() -> int:
+    """Files modified at or after this time (ns) are racily clean: their digests are not kept.
+
+    A write in the same clock tick as the cached stat could leave size and mtime unchanged
+    ("racily clean", as git calls it); a file this fresh is hashed again next time.
+    """
+    return time.time_ns() - _RACY_NS
+
+
+@dataclass(frozen=True, slots=True)
+class FolderSnapshot:
+    """The files of an added folder as last hashed, in columns, packed as they are stored.
+
+    Names and digests stay packed until asked for: a re-add that finds nothing changed
+    compares the packed names and the stat array, both in C, and unpacks nothing.
+
+    Attributes:
+        packed_names: the files' names inside the folder, in walk order, NUL-separated UTF-8.
+        stats: size, mtime_ns, inode and ctime_ns of every file, flattened (four per file);
+            a racily clean file's mtime is a value no file has, so it never matches.
+        packed_digests: every file's digest, in the same order, LF-separated.
+        identity: the content identity of the whole folder (``content_identity``).
+    """
+
+    packed_names: bytes
+    stats: array[int]
+    packed_digests: bytes
+    identity: str
+
+    @staticmethod
+    def of(
+        names: list[str], stats: array[int], digests: list[str], identity: str
+    ) -> FolderSnapshot:
+        """A snapshot to save, with the racily clean files' entries made never to match."""
+        fresh = racy_after()
+        mtimes = stats[1::_STATS]
+        if max(mtimes, default=_UNTRUSTED) >= fresh:
+            stats = array("q", stats)
+            for i, mtime in enumerate(mtimes):
+                if mtime >= fresh:
+                    stats[i * _STATS + 1] = _UNTRUSTED
+        return FolderSnapshot(_pack(names), stats, "\n".join(digests).encode("ascii"), identity)
+
+    def names(self) -> list[str]:
+        """The files' names, in walk order."""
+        return _unpack(self.packed_names)
+
+    def digests(self) -> list[str]:
+        """The files' digests, in walk order."""
+        return self.packed_digests.decode("ascii").split("\n") if self.packed_digests else []
+
+    def changed(self, names: list[str], stats: array[int]) -> list[int] | None:
+        """Which files of a new walk differ from the snapshot (their index in the walk).
+
+        None when the names differ, so that files cannot be matched by position.
+        """
+        if len(stats) != len(self.stats) or _pack(names) != self.packed_names:
+            return None
+        if stats == self.stats:
+            return []
+        old = self.stats
+        return [
+            i
+            for i in range(len(names))
+            if stats[i * _STATS : (i + 1) * _STATS] != old[i * _STATS : (i + 1) * _STATS]
+        ]
+
+
+def _pack(names: list[str]) -> bytes:
+    return "\0".join(names).encode("utf-8", "surrogateescape")
+
+
+def _unpack(packed: bytes) -> list[str]:
+    return packed.decode("utf-8", "surrogateescape").split("\0") if packed else []
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +162,33 @@ class StatCache:
         self._conn.execute("pragma journal_mode = wal")
         self._conn.execute("pragma synchronous = normal")
         self._conn.execute(_SCHEMA)
+        self._conn.execute(_FOLDER_SCHEMA)
+
+    def folder(self, root: str) -> FolderSnapshot | None:
+        """The snapshot of the folder (or single file) at this absolute path, if any."""
+        with self._lock:
+            row = self._conn.execute(
+                "select identity, names, stats, digests from folder_cache where root = ?", (root,)
+            ).fetchone()
+        if row is None:
+            return None
+        identity, names, stats, digests = row
+        packed = array("q")
+        packed.frombytes(stats)
+        return FolderSnapshot(bytes(names), packed, bytes(digests), str(identity))
+
+    def save_folder(self, root: str, snapshot: FolderSnapshot) -> None:
+        """Replace the snapshot of the folder at this absolute path (a busy cache skips it)."""
+        row = (
+            root,
+            snapshot.identity,
+            snapshot.packed_names,
+            snapshot.stats.tobytes(),
+            snapshot.packed_digests,
+        )
+        # a busy cache is only a cache: skip this update
+        with self._lock, contextlib.suppress(sqlite3.OperationalError):
+            self._conn.execute("insert or replace into folder_cache values (?, ?, ?, ?, ?)", row)
 
     def lookup(self, paths: Sequence[str]) -> dict[str, tuple[int, int, int, str]]:
         """The cached entries of these absolute paths: path -> (size, mtime_ns, inode, digest).
@@ -112,7 +236,7 @@ class StatCache:
         """
         # A file modified in the same tick as it was cached would look unchanged ("racily
         # clean", as git calls it): entries this fresh are not cached.
-        fresh = time.time_ns() - _RACY_NS
+        fresh = racy_after()
         rows = [entry for entry in entries if entry[2] < fresh]
         if not rows:
             return

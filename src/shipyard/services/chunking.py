@@ -1,0 +1,158 @@
+"""Content-defined chunking of large files: one read, the whole-file digest beside the cuts.
+
+A file over ``CHUNK_FROM`` is stored as chunks cut by FastCDC, each a blob. ``plan_chunks``
+reads the file once, in segments, into private buffers: the main thread cuts each segment
+(the cut loop releases the GIL) while one helper thread hashes the segment into the
+whole-file digest and another hashes the chunks. The cuts are exactly those of FastCDC over
+the whole file: a segment's last bytes, where a cut could depend on what follows, are carried
+over to the next segment. Digest, cuts and chunk digests come from the same bytes, so a plan
+always describes one consistent content, even if the file changes while it is read.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from blake3 import blake3
+
+from shipyard.domain.digests import format_digest
+from shipyard.errors import NotFoundError
+
+__all__ = ["CDC_AVG", "CDC_MAX", "CDC_MIN", "CHUNK_FROM", "ChunkPlan", "plan_chunks", "read_chunk"]
+
+CHUNK_FROM = 16 * 1024 * 1024
+CDC_AVG, CDC_MIN, CDC_MAX = 1024 * 1024, 256 * 1024, 4 * 1024 * 1024
+SEGMENT = 32 * 1024 * 1024  # bytes read at a time
+_IN_FLIGHT = 2  # segments being hashed while the next one is read and cut
+_READ_AHEAD = 4 * SEGMENT  # bytes asked of the disk ahead of the one being read
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkPlan:
+    """How a large file is cut, and the digests of it and of its chunks.
+
+    Attributes:
+        digest: the BLAKE3 digest of the whole content read.
+        size: its size in bytes.
+        chunks: (offset, size, digest) of every chunk, in order.
+    """
+
+    digest: str
+    size: int
+    chunks: tuple[tuple[int, int, str], ...]
+
+
+def plan_chunks(path: str) -> ChunkPlan:
+    """Read a file once and return its digest and content-defined chunks.
+
+    Raises:
+        NotFoundError: if the file does not exist.
+    """
+    from pyfastcdc import FastCDC
+
+    chunker = FastCDC(CDC_AVG, min_size=CDC_MIN, max_size=CDC_MAX)
+    whole = blake3()
+    chunks: list[tuple[int, int, str]] = []
+    try:
+        file = open(path, "rb", buffering=0)  # noqa: PTH123, SIM115 - closed below
+    except FileNotFoundError:
+        raise NotFoundError(f"file {path} does not exist") from None
+    os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+    pending: deque[tuple[Future[object], Future[list[str]], int]] = deque()
+    with (
+        file,
+        ThreadPoolExecutor(1, thread_name_prefix="shipyard-digest") as digests,
+        ThreadPoolExecutor(1, thread_name_prefix="shipyard-chunks") as hashers,
+    ):
+        # Buffers are reused (a fresh one costs more in page faults than the read itself):
+        # the one a segment is read into was last used by a segment hashed already.
+        buffers = [bytearray(SEGMENT + CDC_MAX) for _ in range(_IN_FLIGHT + 1)]
+        base, tail, last = 0, b"", False  # file offset of the buffer; bytes left uncut
+        segment = 0
+        while not last:
+            reuse = buffers[segment % len(buffers)]
+            segment += 1
+            # The next segments are asked of the disk before this one is read: from a cold
+            # cache, several requests in flight read much faster than one at a time.
+            ahead = base + len(tail)
+            os.posix_fadvise(file.fileno(), ahead, _READ_AHEAD, os.POSIX_FADV_WILLNEED)
+            buffer, fresh, last = _read_segment(file, tail, reuse)
+            spans = _cuts(chunker, buffer, last)
+            pending.append(
+                (
+                    digests.submit(whole.update, fresh),
+                    hashers.submit(_chunk_digests, buffer, spans),
+                    len(chunks),
+                )
+            )
+            chunks += [(base + start, end - start, "") for start, end in spans]
+            cut = spans[-1][1] if spans else 0
+            base += cut
+            tail = bytes(buffer[cut:])
+            while len(pending) > _IN_FLIGHT:
+                _collect(pending.popleft(), chunks)
+        while pending:
+            _collect(pending.popleft(), chunks)
+    return ChunkPlan(format_digest(whole.hexdigest()), base, tuple(chunks))
+
+
+def _read_segment(
+    file: io.FileIO, tail: bytes, buffer: bytearray
+) -> tuple[memoryview, memoryview, bool]:
+    """``tail`` and the next bytes in ``buffer``: (the data, the part just read, file ended)."""
+    view = memoryview(buffer)
+    view[: len(tail)] = tail
+    filled = len(tail)
+    while filled < len(buffer):
+        read = file.readinto(view[filled:])
+        if not read:
+            break
+        filled += read
+    data = view[:filled]
+    return data, data[len(tail) :], filled < len(buffer)
+
+
+def _cuts(chunker: Any, buffer: memoryview, last: bool) -> list[tuple[int, int]]:
+    """(start, end) of the chunks of a buffer, up to where a cut could depend on what follows.
+
+    Where more than ``CDC_MAX`` bytes remain, FastCDC looks at most ``CDC_MAX`` ahead, as it
+    would over the whole file; nearer the end of a buffer that is not the file's last, the
+    rest waits for the next buffer.
+    """
+    spans = []
+    for chunk in chunker.cut_buf(buffer):
+        if not last and len(buffer) - chunk.offset <= CDC_MAX:
+            break
+        spans.append((chunk.offset, chunk.offset + chunk.length))
+    return spans
+
+
+def _chunk_digests(buffer: memoryview, spans: list[tuple[int, int]]) -> list[str]:
+    return [format_digest(blake3(buffer[start:end]).hexdigest()) for start, end in spans]
+
+
+def _collect(
+    done: tuple[Future[object], Future[list[str]], int], chunks: list[tuple[int, int, str]]
+) -> None:
+    """Wait for a segment's hashes; fill in the digests of its chunks."""
+    whole, hashed, first = done
+    whole.result()
+    for k, digest in enumerate(hashed.result()):
+        offset, size, _ = chunks[first + k]
+        chunks[first + k] = (offset, size, digest)
+
+
+def read_chunk(fd: int, offset: int, size: int) -> bytes:
+    """The bytes of one chunk, read again from an open file."""
+    data = os.pread(fd, size, offset)
+    while len(data) < size:
+        more = os.pread(fd, size - len(data), offset + len(data))
+        if not more:
+            break
+        data += more
+    return data

@@ -1,0 +1,339 @@
+"""Local files to store, in and their digests out: the reading and hashing side of adding.
+
+A ``LocalFile`` is one file; a ``FileSet`` is a folder walk in columns (names and stat
+results, no object per file). ``hash_many`` reads and hashes files on two threads: the reads
+and BLAKE3 release the GIL. A small file is read once and its bytes are kept for its pack; a
+large one is cut while it is read (``chunking.plan_chunks``). ``DigestedFiles`` is the result in
+columns, with the content identity of the whole set.
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import overload
+
+from blake3 import blake3
+
+from shipyard.domain.digests import format_digest
+from shipyard.errors import ConflictError, NotFoundError, UnsafePathError
+from shipyard.services.chunking import CHUNK_FROM, ChunkPlan, plan_chunks
+from shipyard.stores.artifacts.content import hash_file
+
+__all__ = [
+    "PACK_MAX",
+    "DigestedFiles",
+    "FileSet",
+    "Hashed",
+    "LocalFile",
+    "StoredFile",
+    "check_relative_path",
+    "check_relative_paths",
+    "content_identity",
+    "hash_many",
+    "names_of",
+    "read_checked",
+    "total_size",
+]
+
+PACK_MAX = 256 * 1024  # files up to this size are packed, and read whole when hashed
+# Files to hash are handed to the hashing threads in batches of at most this many files or
+# bytes; below ``_THREADED_FROM`` files one thread does it all. Two threads: every open, read
+# and hash releases the GIL, and with more threads than cores handing it on costs more than
+# the reads they would overlap (measured: 8 threads took twice as long as 2 on 2 cores).
+_BATCH_FILES, _BATCH_BYTES, _THREADED_FROM = 512, 16 * 1024 * 1024, 64
+_HASH_THREADS = 2
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC
+_NOATIME = getattr(os, "O_NOATIME", 0)  # Linux only
+# What a name in a version may not hold, looked for in all names joined by NUL at once.
+_UNSAFE_IN_JOINED = (
+    *("\\", "\0\0", "\0/", "/\0", "//", "/./", "/../"),
+    *("\0./", "\0../", "/.\0", "/..\0", "\0.\0", "\0..\0"),
+)
+
+
+@dataclass(frozen=True, slots=True, weakref_slot=True)
+class LocalFile:
+    """A local file to store, and the name it has inside what is being stored.
+
+    Args:
+        location: where the file is, as a path or a string (a folder walk makes strings:
+            100,000 ``Path`` objects cost more than the rest of a no-op re-add).
+        name: its ``/``-separated name inside what is being stored.
+        stat: the file's (size, mtime_ns, inode), symlinks followed, when the caller has
+            them already, as a folder walk does; hashing then does not stat the file again.
+            A plain tuple: 100,000 ``stat_result`` objects slow the garbage collector.
+    """
+
+    location: str | os.PathLike[str]
+    name: str
+    stat: tuple[int, int, int] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def path(self) -> Path:
+        """Where the file is, as a ``Path``."""
+        return Path(self.location)
+
+
+class FileSet(Sequence[LocalFile]):
+    """Local files in columns: names and stat results, no object per file.
+
+    A folder walk makes one: 100,000 ``LocalFile`` objects cost more than a no-op re-add may
+    take in all. Indexing it gives ``LocalFile`` objects, one at a time.
+
+    Args:
+        root: the absolute folder the files are in; file ``i`` is ``root/names[i]``.
+        names: the files' ``/``-separated names inside the folder, in walk order.
+        stats: size, mtime_ns, inode and ctime_ns of every file (symlinks followed),
+            flattened: four values per file.
+        key: the path the stat cache keeps this set's snapshot under (the folder or file);
+            None for files that are a fresh copy each time (a download), never cached.
+        locations: where each file is, when that is not ``root/name`` (a single file
+            reached through a symlink).
+    """
+
+    __slots__ = ("__weakref__", "key", "locations", "names", "root", "stats")
+
+    def __init__(
+        self,
+        root: str,
+        names: list[str],
+        stats: array[int],
+        key: str | None,
+        locations: list[str] | None = None,
+    ) -> None:
+        if len(stats) != 4 * len(names):
+            raise ValueError("a FileSet needs four stat values for every name")
+        self.root = root.rstrip("/") or "/"
+        self.names = names
+        self.stats = stats
+        self.key = key
+        self.locations = locations
+
+    def location(self, index: int) -> str:
+        """Where file ``index`` is."""
+        if self.locations is not None:
+            return self.locations[index]
+        root = self.root
+        return f"{root}{self.names[index]}" if root == "/" else f"{root}/{self.names[index]}"
+
+    def locations_of(self, indices: Iterable[int]) -> list[str]:
+        """Where each of these files is."""
+        if self.locations is not None:
+            return [self.locations[i] for i in indices]
+        names, head = self.names, "" if self.root == "/" else self.root
+        return [f"{head}/{names[i]}" for i in indices]
+
+    def sizes(self) -> list[int]:
+        """Every file's size, as its stat said."""
+        return self.stats[0::4].tolist()
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @overload
+    def __getitem__(self, index: int) -> LocalFile: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[LocalFile]: ...
+
+    def __getitem__(self, index: int | slice) -> LocalFile | list[LocalFile]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self.names)
+        name = self.names[index]  # raises IndexError past the end, which ends iteration
+        size, mtime_ns, inode = self.stats[4 * index : 4 * index + 3]
+        return LocalFile(self.location(index), name, (size, mtime_ns, inode))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """A file as stored: its name, size and content digest."""
+
+    name: str
+    size: int
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class DigestedFiles:
+    """Files with their digests, in columns, and the content identity of them all.
+
+    Attributes:
+        names: the files' names, in the order they were given.
+        sizes: their sizes as hashed.
+        digests: their content digests.
+        hashed: how many had to be read (the others came from the stat cache).
+        identity: ``content_identity`` of the files: equal for equal content.
+    """
+
+    names: list[str]
+    sizes: list[int]
+    digests: list[str]
+    hashed: int
+    identity: str
+
+    def stored(self) -> list[StoredFile]:
+        """The files as ``StoredFile`` objects."""
+        return list(map(StoredFile, self.names, self.sizes, self.digests))
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def names_of(files: Sequence[LocalFile]) -> list[str]:
+    """The files' names; a ``FileSet`` has them in a column already."""
+    return files.names if isinstance(files, FileSet) else [f.name for f in files]
+
+
+def total_size(files: Sequence[LocalFile]) -> int:
+    """The files' size in bytes, from their stat results (taken now where missing)."""
+    if isinstance(files, FileSet):
+        return sum(files.sizes())
+    return sum(f.stat[0] if f.stat is not None else f.path.stat().st_size for f in files)
+
+
+def check_relative_path(name: str) -> str:
+    """A file's path inside a version: relative, no '..', no NUL, no backslash.
+
+    Raises:
+        UnsafePathError: for anything else.
+    """
+    if not name or name.startswith("/") or "\\" in name or "\0" in name:
+        raise UnsafePathError(name, "a file inside a version has a plain relative path")
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        raise UnsafePathError(name, "'.', '..' and empty segments are not allowed")
+    return name
+
+
+def check_relative_paths(names: list[str]) -> None:
+    """``check_relative_path`` for many names, looked at all at once in C where they are fine.
+
+    Raises:
+        UnsafePathError: naming the first bad one.
+    """
+    joined = "\0" + "\0".join(names) + "\0"
+    # one NUL between names and none inside them, and no bad piece anywhere
+    if joined.count("\0") == len(names) + 1 and not any(bad in joined for bad in _UNSAFE_IN_JOINED):
+        return
+    for name in names:
+        check_relative_path(name)
+
+
+def content_identity(names: Sequence[str], digests: Sequence[str]) -> str:
+    """The identity of a set of files: ``domain.datasets.content_digest`` of their entries.
+
+    The same bytes are hashed (sorted paths, each ``path NUL digest LF``), built in one join
+    instead of one object per file.
+    """
+    pairs = sorted(zip(names, digests, strict=True))
+    hasher = blake3()
+    hasher.update("".join([f"{name}\0{digest}\n" for name, digest in pairs]).encode())
+    return format_digest(hasher.hexdigest())
+
+
+Hashed = tuple[int, str, bytes | ChunkPlan | None]  # size as hashed, digest, what to keep
+
+
+def _hash_one(path: str, size: int) -> Hashed:
+    """(size as hashed, digest, a small file's bytes or a large one's chunk plan)."""
+    if size <= PACK_MAX:
+        data = _read_small(path, size)
+        return len(data), format_digest(blake3(data).hexdigest()), data
+    if size > CHUNK_FROM:  # cut while it is read: the stage only writes the new chunks
+        plan = plan_chunks(path)
+        return plan.size, plan.digest, plan
+    digest, hashed_size = _hash_large(path)
+    return hashed_size, digest, None
+
+
+def _hash_batch(paths: list[str], sizes: list[int]) -> list[Hashed]:
+    return list(map(_hash_one, paths, sizes))
+
+
+def _batches(sizes: list[int]) -> Iterator[tuple[int, int]]:
+    """(start, end) of runs of files of at most ``_BATCH_FILES`` files or ``_BATCH_BYTES``."""
+    start, total = 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and (i - start >= _BATCH_FILES or total + size > _BATCH_BYTES):
+            yield start, i
+            start, total = i, 0
+        total += size
+    if start < len(sizes):
+        yield start, len(sizes)
+
+
+def hash_many(paths: list[str], sizes: list[int]) -> Iterable[Hashed]:
+    """(size as hashed, digest, what to keep) of every file, in order; on threads if many.
+
+    What is kept is a small file's bytes or a large one's chunk plan.
+
+    Opening, reading and hashing release the GIL, so the threads keep every core and the
+    disk busy. At most two batches per thread are in flight, which bounds the bytes held.
+    """
+    if len(paths) < _THREADED_FROM:
+        yield from map(_hash_one, paths, sizes)
+        return
+    with ThreadPoolExecutor(_HASH_THREADS, thread_name_prefix="shipyard-hash") as pool:
+        spans = _batches(sizes)
+        pending: deque[Future[list[Hashed]]] = deque(
+            pool.submit(_hash_batch, paths[a:b], sizes[a:b])
+            for a, b in islice(spans, 2 * _HASH_THREADS)
+        )
+        try:
+            while pending:
+                done = pending.popleft().result()
+                for a, b in islice(spans, 1):
+                    pending.append(pool.submit(_hash_batch, paths[a:b], sizes[a:b]))
+                yield from done
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _read_small(path: str, size: int) -> bytes:
+    """The content of a small file, ``size`` being what ``stat`` said; one read when it holds."""
+    try:
+        # No access-time update: the first read of a freshly written file would otherwise
+        # write its inode back, which for 100,000 new files costs more than reading them.
+        fd = os.open(path, _READ_FLAGS | _NOATIME)
+    except PermissionError:  # O_NOATIME is for the file's owner only
+        fd = os.open(path, _READ_FLAGS)
+    except FileNotFoundError:
+        raise NotFoundError(f"file {path} does not exist") from None
+    try:
+        data = os.read(fd, size + 1)
+        if len(data) == size:  # all of it, as git reads a file: by its stat size
+            return data
+        pieces = [data]  # the file changed since its stat: read to the end
+        while piece := os.read(fd, 1024 * 1024):
+            pieces.append(piece)
+        return b"".join(pieces)
+    finally:
+        os.close(fd)
+
+
+def _hash_large(path: str) -> tuple[str, int]:
+    try:
+        return hash_file(Path(path))
+    except FileNotFoundError:
+        raise NotFoundError(f"file {path} does not exist") from None
+
+
+def read_checked(path: str, size: int, digest: str) -> bytes:
+    """A small file's bytes, read again, which must still hash to ``digest``.
+
+    Raises:
+        ConflictError: if the file changed since it was hashed.
+    """
+    data = _read_small(path, size)
+    if format_digest(blake3(data).hexdigest()) != digest:
+        raise ConflictError(f"file {path} changed while it was being stored; add it again")
+    return data
