@@ -13,10 +13,13 @@ import shipyard
 SRC = Path(shipyard.__file__).parent
 # A layer may import itself and the layers to its right, never those to its left.
 # Executors (where work runs) sit beside the stores: services use them, they use the domain.
-LAYERS = ["cli", "server", "app", "services", "executors", "stores", "domain"]
+# The client (remote mode) stands beside app: the same services' API over HTTP; the CLI
+# picks one of the two, and the server never calls a client.
+LAYERS = ["cli", "server", "app", "client", "services", "executors", "stores", "domain"]
 ALLOWED = {
     # `shipyard serve` and `shipyard server` start the HTTP layer: the CLI may reach it.
-    "cli": {"cli", "server", "app", "services", "executors", "stores", "domain"},
+    "cli": {"cli", "server", "app", "client", "services", "executors", "stores", "domain"},
+    "client": {"client", "services", "stores", "domain"},
     "server": {"server", "app", "services", "executors", "stores", "domain"},
     "app": {"app", "services", "executors", "stores", "domain"},
     "services": {"services", "executors", "stores", "domain"},

@@ -92,8 +92,8 @@ def start_run(experiment: str = "default", **options: Any) -> ActiveRun:
 _remote: Any = None
 
 
-def _runs() -> Any:
-    """The working directory's run service: over HTTP when ``SHIPYARD_URI`` names a server."""
+def _remote_project() -> Any:
+    """The server ``SHIPYARD_URI`` names (opened once a process), or None in local mode."""
     global _remote
     if _remote is None:
         import atexit
@@ -104,7 +104,25 @@ def _runs() -> Any:
         _remote = open_remote(Settings.load()) or False
         if _remote:
             atexit.register(_remote.close)
-    return _remote.runs if _remote else _default_project().runs
+    return _remote or None
+
+
+def _runs() -> Any:
+    """The working directory's run service: over HTTP when ``SHIPYARD_URI`` names a server."""
+    return _service("runs")
+
+
+def _service(name: str) -> Any:
+    # In remote mode a service the client does not cover yet is refused: writing to a
+    # local project nobody meant would be worse than an error.
+    remote = _remote_project()
+    if remote is None:
+        return getattr(_default_project(), name)
+    if not hasattr(remote, name):
+        raise NotSupportedError(
+            f"remote mode (SHIPYARD_URI={remote.uri})", f"sy.{name} yet: unset SHIPYARD_URI"
+        )
+    return getattr(remote, name)
 
 
 def _default_project() -> Shipyard:
@@ -131,7 +149,7 @@ def check(reference: str, checks: Any) -> Any:
     """
     from shipyard.services.pipeline_gates import gate
 
-    return gate(_default_project().datasets, reference, checks)
+    return gate(_service("datasets"), reference, checks)
 
 
 def _run_pipeline(flow: Any, params: dict[str, Any], **options: Any) -> Any:
@@ -142,10 +160,8 @@ def _run_pipeline(flow: Any, params: dict[str, Any], **options: Any) -> Any:
 def __getattr__(name: str) -> Any:
     # Heavy modules load on first use so that `import shipyard` stays fast; `sy.datasets`
     # and friends are the services of the working directory's project.
-    if name == "runs":
-        return _runs()
     if name in ("datasets", "models", "predictions", "registry", "runs"):
-        return getattr(_default_project(), name)
+        return _service(name)
     if name == "autolog":
         from shipyard.services.autolog import Autolog, enable_autolog
 
@@ -164,7 +180,7 @@ def __getattr__(name: str) -> Any:
                 >>> LogisticRegression(max_iter=1000).fit(X, y)  # a run in "autolog"
             """
             return enable_autolog(
-                _default_project().runs,
+                _service("runs"),
                 log_models=log_models,
                 registered_model_name=registered_model_name,
                 max_params=max_params,

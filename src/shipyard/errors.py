@@ -254,11 +254,13 @@ class MalformedBodyError(InvalidArgumentError):
 class BodyTooLargeError(InvalidArgumentError):
     """A request body is larger than the server accepts (HTTP 413)."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(
-            f"request body is larger than the limit of {limit} bytes: send fewer rows per "
-            "request or start the server with a larger --body-limit"
-        )
+    def __init__(
+        self,
+        limit: int,
+        *,
+        hint: str = "send fewer rows per request or start the server with a larger --body-limit",
+    ) -> None:
+        super().__init__(f"request body is larger than the limit of {limit} bytes: {hint}")
         self.limit = limit
 
 

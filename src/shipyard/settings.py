@@ -86,6 +86,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "access token for the shipyard server; prefer the environment to the file",
     ),
     SettingSpec(
+        "upload_limit",
+        "server",
+        "upload_limit",
+        "SHIPYARD_UPLOAD_LIMIT",
+        "the largest blob a client may upload to the server, in bytes",
+    ),
+    SettingSpec(
         "require_second_person",
         "registry",
         "require_second_person",
@@ -218,6 +225,7 @@ class Settings(BaseModel):
     executor: str = "local"
     server_uri: str | None = None
     token: str | None = None
+    upload_limit: int = 10 * 1024**3
     user: str | None = None
     require_second_person: bool = True
     protected_stages: tuple[str, ...] = ("production",)

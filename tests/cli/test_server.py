@@ -112,3 +112,25 @@ def test_a_public_bind_without_auth_is_refused(folder: Path) -> None:
     )
     assert done.returncode == 4
     assert "without auth" in done.stderr
+
+
+def test_several_workers_share_the_port_and_the_store(start, folder: Path) -> None:  # type: ignore[no-untyped-def]
+    with build(Settings.load(folder, env={}, user="alice")) as project:
+        project.users.create("alice", ["admin"])
+        _, secret = project.tokens.create("alice")
+    process, url, _, _ = start("--workers", "2")
+    headers = {"authorization": f"Bearer {secret}"}
+    run_ids = []
+    for _ in range(12):  # fresh connections: the kernel spreads them over the workers
+        with httpx.Client(base_url=f"{url}/api/v1", headers=headers) as client:
+            created = client.post("/runs", json={"experiment": "workers"})
+            assert created.status_code == 201, created.text
+            run_ids.append(created.json()["id"])
+            point = {"key": "m", "value": 1.0, "step": 0, "timestamp": time.time()}
+            batch = client.post(f"/runs/{run_ids[-1]}/batch", json={"metrics": [point]})
+            assert batch.status_code == 200, batch.text
+    with build(Settings.load(folder, env={}, user="alice")) as project:
+        page = project.runs.search("workers", max_results=100)
+    assert sorted(r.id for r in page) == sorted(run_ids)
+    assert all(r.metrics["m"].count == 1 and r.user == "alice" for r in page)
+    assert process.poll() is None

@@ -31,6 +31,7 @@ def test_references_parse(text: str, expected: Reference) -> None:
         "churn@",
         "churn@0",
         "churn@-1",
+        "churn@2147483648",  # above PostgreSQL's INTEGER: once a raw DataError on resolve
         "churn@1@2",
         "a/b@1",
         "../etc@1",

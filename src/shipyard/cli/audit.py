@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from shipyard.cli.context import JsonOption, open_project
+from shipyard.cli.context import JsonOption, open_service
 from shipyard.cli.output import console, emit_json, errors_to_exit, kv_table, table
 from shipyard.domain.audit import AuditEntry
 
@@ -55,7 +55,7 @@ def list_(
 ) -> None:
     """List audit entries, oldest first, a page at a time."""
     with errors_to_exit():
-        entries = open_project(ctx).audit.list(after=after, limit=limit, entity_kind=kind)
+        entries = open_service(ctx, "audit").list(after=after, limit=limit, entity_kind=kind)
     if as_json:
         emit_json([e.to_dict() for e in entries])
         return
@@ -84,12 +84,12 @@ def list_(
 def verify(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """Re-compute every entry's hash; exit 1 naming the first entry edited, removed or moved."""
     with errors_to_exit():
-        project = open_project(ctx)
-        check = project.audit.verify()
+        audit = open_service(ctx, "audit")
+        check = audit.verify()
         entry: AuditEntry | None = None
         if check.broken_at is not None:
             # Show the stored entry when there is one (a removed entry has none).
-            found = project.audit.list(after=check.broken_at - 1, limit=1)
+            found = audit.list(after=check.broken_at - 1, limit=1)
             entry = found[0] if found and found[0].seq == check.broken_at else None
     if as_json:
         emit_json(

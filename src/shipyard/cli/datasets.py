@@ -8,7 +8,7 @@ import typer
 from rich.markdown import Markdown
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from shipyard.cli.context import JsonOption, open_project
+from shipyard.cli.context import JsonOption, open_datasets
 from shipyard.cli.output import console, emit_json, errors_to_exit, fail, kv_table, table
 from shipyard.domain.datasets import DatasetVersion
 from shipyard.domain.profiles import TableProfile
@@ -52,7 +52,7 @@ def add(
     """Add a version of a dataset; nothing new is made when the content is unchanged."""
     tags = _parse_tags(tag)
     with errors_to_exit():
-        project = open_project(ctx)
+        datasets = open_datasets(ctx)
         columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, disable=as_json, transient=True) as bar:
             tasks: dict[str, TaskID] = {}
@@ -62,7 +62,7 @@ def add(
                     tasks[stage] = bar.add_task(stage, total=total or None)
                 bar.update(tasks[stage], completed=done, total=total or None)
 
-            result = project.datasets.add(
+            result = datasets.add(
                 name,
                 source,
                 sql=sql,
@@ -94,7 +94,7 @@ def add(
 def list_(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """List datasets with their latest version."""
     with errors_to_exit():
-        found = open_project(ctx).datasets.list()
+        found = open_datasets(ctx).list()
     if as_json:
         emit_json([d.to_dict() for d in found])
         return
@@ -113,7 +113,7 @@ def versions(
 ) -> None:
     """List every version of a dataset."""
     with errors_to_exit():
-        found = open_project(ctx).datasets.versions(name)
+        found = open_datasets(ctx).versions(name)
     if as_json:
         emit_json([v.to_dict() for v in found])
         return
@@ -143,11 +143,11 @@ def show(
 ) -> None:
     """Show a version's card, schema and column profiles."""
     with errors_to_exit():
-        project = open_project(ctx)
-        version = project.datasets.resolve(reference)
-        profile = project.datasets.profile(version)
+        datasets = open_datasets(ctx)
+        version = datasets.resolve(reference)
+        profile = datasets.profile(version)
         if html is not None:
-            project.datasets.write_report(version, html)
+            datasets.write_report(version, html)
     if as_json:
         emit_json({"version": version.to_dict(), "profile": profile.to_dict() if profile else None})
         return
@@ -155,7 +155,7 @@ def show(
     if profile is not None:
         _render_profile(profile)
     else:
-        files = project.datasets.manifest(version)
+        files = datasets.manifest(version)
         rows = [(f.path, f"{f.size:,}", f.digest[:19] + "…") for f in files[:50]]
         console.print(table(("file", "bytes", "digest"), rows, title=f"{len(files)} file(s)"))
     if html is not None:
@@ -236,9 +236,9 @@ def get(
 ) -> None:
     """Write a version's files into a folder, each verified against its digest."""
     with errors_to_exit():
-        project = open_project(ctx)
-        version = project.datasets.resolve(reference)
-        written = project.datasets.export(version, output)
+        datasets = open_datasets(ctx)
+        version = datasets.resolve(reference)
+        written = datasets.export(version, output)
     if as_json:
         emit_json({"ref": version.ref, "files": [str(p) for p in written]})
     else:
@@ -254,7 +254,7 @@ def label(
 ) -> None:
     """Point NAME@LABEL at a version; moves the label if it pointed elsewhere."""
     with errors_to_exit():
-        version = open_project(ctx).datasets.label(reference, name)
+        version = open_datasets(ctx).label(reference, name)
     if as_json:
         emit_json({"label": f"{version.name}@{name}", "version": version.ref})
     else:
@@ -270,7 +270,7 @@ def validate(
 ) -> None:
     """Run declarative checks against a version; exit 1 if an error-severity check fails."""
     with errors_to_exit():
-        report = open_project(ctx).datasets.validate(reference, checks)
+        report = open_datasets(ctx).validate(reference, checks)
     if as_json:
         emit_json(report.to_dict())
     else:
@@ -304,8 +304,8 @@ def diff(
 ) -> None:
     """Show what changed between two versions: files, schema, rows and statistics."""
     with errors_to_exit():
-        project = open_project(ctx)
-        result = project.datasets.diff(old, new, key=key)
+        datasets = open_datasets(ctx)
+        result = datasets.diff(old, new, key=key)
         if html is not None:
             from shipyard.services.reports import render_diff_html
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.markup import escape
 
-from shipyard.cli.context import JsonOption, open_project
+from shipyard.cli.context import JsonOption, open_service
 from shipyard.cli.output import console, emit_json, errors_to_exit, kv_table, table
 from shipyard.domain.deployments import Deployment
 
@@ -33,7 +33,7 @@ def list_(
 ) -> None:
     """List deployments, newest first; one whose server went silent reads as stopped."""
     with errors_to_exit():
-        found = open_project(ctx).deployments.list(name=model, status=status)
+        found = open_service(ctx, "deployments").list(name=model, status=status)
     if as_json:
         emit_json([d.to_dict() for d in found])
         return
@@ -63,7 +63,7 @@ def show(
 ) -> None:
     """Show one deployment: model version, URL, host, process, times, status."""
     with errors_to_exit():
-        deployment = open_project(ctx).deployments.get(deployment_id)
+        deployment = open_service(ctx, "deployments").get(deployment_id)
     if as_json:
         emit_json(deployment.to_dict())
         return

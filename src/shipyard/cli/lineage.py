@@ -9,7 +9,7 @@ import typer
 from rich.text import Text
 from rich.tree import Tree
 
-from shipyard.cli.context import JsonOption, open_project
+from shipyard.cli.context import JsonOption, open_services
 from shipyard.cli.output import console, emit_json, errors_to_exit
 from shipyard.domain.lineage import Edge, Node
 from shipyard.services.lineage import LineageGraph
@@ -38,7 +38,7 @@ def show(
 ) -> None:
     """Show lineage: upstream (what it came from) and downstream (what it fed), as a tree."""
     with errors_to_exit():
-        project = open_project(ctx)
+        project = open_services(ctx)
         root = resolve_lineage_root(
             reference,
             kind,

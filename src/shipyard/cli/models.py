@@ -7,7 +7,7 @@ from datetime import datetime
 import typer
 from rich.markup import escape
 
-from shipyard.cli.context import JsonOption, open_project
+from shipyard.cli.context import JsonOption, open_service, open_services
 from shipyard.cli.output import console, emit_json, errors_to_exit, kv_table, table
 from shipyard.domain.models import ModelVersion, PromotionRequest
 from shipyard.services.run_reports import short_id
@@ -39,7 +39,7 @@ def _onnx(version: ModelVersion) -> str:
 def list_(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """List registered models with their latest version and aliases."""
     with errors_to_exit():
-        found = open_project(ctx).registry.models()
+        found = open_service(ctx, "registry").models()
     if as_json:
         emit_json([m.to_dict() for m in found])
         return
@@ -64,7 +64,7 @@ def versions(
 ) -> None:
     """List every version of a model with its flavor, stage, aliases and ONNX status."""
     with errors_to_exit():
-        found = open_project(ctx).registry.versions(name)
+        found = open_service(ctx, "registry").versions(name)
     if as_json:
         emit_json([v.to_dict() for v in found])
         return
@@ -90,7 +90,7 @@ def versions(
 def show(ctx: typer.Context, reference: str = _VersionRef, as_json: bool = JsonOption) -> None:
     """Show a version: signature, requirements, ONNX export, stage, aliases, run and files."""
     with errors_to_exit():
-        project = open_project(ctx)
+        project = open_services(ctx)
         version = project.registry.resolve(reference)
         files = project.models.files(version)
     if as_json:
@@ -135,7 +135,7 @@ def alias(
 ) -> None:
     """Point NAME@ALIAS at a version; protected aliases need `models request` instead."""
     with errors_to_exit():
-        version = open_project(ctx).registry.set_alias(reference, name)
+        version = open_service(ctx, "registry").set_alias(reference, name)
     if as_json:
         emit_json(version.to_dict())
     else:
@@ -151,7 +151,7 @@ def stage(
 ) -> None:
     """Move a version to a stage; protected stages need `models request` instead."""
     with errors_to_exit():
-        version = open_project(ctx).registry.set_stage(reference, name)
+        version = open_service(ctx, "registry").set_stage(reference, name)
     if as_json:
         emit_json(version.to_dict())
     else:
@@ -171,7 +171,7 @@ def request(
     """Ask for a version to move to a (protected) stage or alias; an approver decides."""
     with errors_to_exit():
         # The service refuses an empty reason with a message naming --reason.
-        made = open_project(ctx).registry.request(reference, to, reason or "")
+        made = open_service(ctx, "registry").request(reference, to, reason or "")
     if as_json:
         emit_json(made.to_dict())
     else:
@@ -191,7 +191,9 @@ def requests(
 ) -> None:
     """List promotion requests, newest first: pending ones unless --all."""
     with errors_to_exit():
-        found = open_project(ctx).registry.requests(status=None if all_ else "pending", name=model)
+        found = open_service(ctx, "registry").requests(
+            status=None if all_ else "pending", name=model
+        )
     if as_json:
         emit_json([r.to_dict() for r in found])
         return
@@ -224,7 +226,7 @@ def approve(
 ) -> None:
     """Approve a pending request and apply it (needs the approver role)."""
     with errors_to_exit():
-        decided = open_project(ctx).registry.approve(request_id, comment)
+        decided = open_service(ctx, "registry").approve(request_id, comment)
     _decided(decided, as_json)
 
 
@@ -237,7 +239,7 @@ def reject(
 ) -> None:
     """Reject a pending request (needs the approver role)."""
     with errors_to_exit():
-        decided = open_project(ctx).registry.reject(request_id, comment)
+        decided = open_service(ctx, "registry").reject(request_id, comment)
     _decided(decided, as_json)
 
 
@@ -249,7 +251,7 @@ def cancel(
 ) -> None:
     """Withdraw a pending request (its requester or an admin)."""
     with errors_to_exit():
-        decided = open_project(ctx).registry.cancel(request_id)
+        decided = open_service(ctx, "registry").cancel(request_id)
     _decided(decided, as_json)
 
 

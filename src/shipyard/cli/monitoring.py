@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from shipyard.cli.context import JsonOption, open_project
+from shipyard.cli.context import JsonOption, open_project, open_service
 from shipyard.cli.output import console, emit_json, errors_to_exit, kv_table, table
 from shipyard.domain.monitoring import MonitorRun
 
@@ -119,7 +119,7 @@ def show(
 ) -> None:
     """Show one monitor run: status, metrics, drift per feature, alerts."""
     with errors_to_exit():
-        found = open_project(ctx).monitoring.show(run_id)
+        found = open_service(ctx, "monitoring").show(run_id)
     if as_json:
         emit_json(found.to_dict())
     else:
@@ -135,7 +135,7 @@ def history(
 ) -> None:
     """List a model's monitor runs, newest first."""
     with errors_to_exit():
-        found = open_project(ctx).monitoring.history(model, limit=limit)
+        found = open_service(ctx, "monitoring").history(model, limit=limit)
     if as_json:
         emit_json([r.to_dict() for r in found])
         return

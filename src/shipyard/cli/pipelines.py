@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.tree import Tree
 
-from shipyard.cli.context import JsonOption, open_project
+from shipyard.cli.context import JsonOption, open_project, open_service
 from shipyard.cli.output import console, emit_json, errors_to_exit, fail, kv_table, table
 from shipyard.domain.pipelines import TERMINAL, PipelineRun, TaskRun
 from shipyard.services.reports import format_value
@@ -101,7 +101,7 @@ def list_(
 ) -> None:
     """List pipeline runs, newest first."""
     with errors_to_exit():
-        runs = open_project(ctx).pipelines.list(pipeline=pipeline, status=status, limit=limit)
+        runs = open_service(ctx, "pipelines").list(pipeline=pipeline, status=status, limit=limit)
     if as_json:
         emit_json({"runs": [r.to_dict() for r in runs]})
         return
@@ -130,7 +130,7 @@ def show(
 ) -> None:
     """Show a run and its tasks as a tree of the DAG with their states."""
     with errors_to_exit():
-        pipelines = open_project(ctx).pipelines
+        pipelines = open_service(ctx, "pipelines")
         if html is not None:
             html.write_text(pipelines.report_html(run_id), encoding="utf-8")
             if as_json:
@@ -190,7 +190,7 @@ def logs(
     """Print the captured stdout, stderr and logging of a run's tasks."""
     seen: set[str] = set()
     with errors_to_exit():
-        pipelines = open_project(ctx).pipelines
+        pipelines = open_service(ctx, "pipelines")
         while True:
             running = follow and pipelines.get(run_id).status not in TERMINAL
             found = [(k, text) for k, text in pipelines.logs(run_id, task) if k not in seen]
@@ -210,7 +210,7 @@ def logs(
 def cancel(ctx: typer.Context, run_id: str = _Run, as_json: bool = JsonOption) -> None:
     """Ask a running run to stop: its process tasks are killed, the rest marked cancelled."""
     with errors_to_exit():
-        found = open_project(ctx).pipelines.cancel(run_id)
+        found = open_service(ctx, "pipelines").cancel(run_id)
     if as_json:
         emit_json(found.to_dict())
     else:

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from shipyard.cli.context import JsonOption, open_project
+from shipyard.cli.context import JsonOption, open_service
 from shipyard.cli.output import console, emit_json, errors_to_exit, table
 from shipyard.domain.checks import parse_duration
 from shipyard.domain.ids import as_utc, utcnow
@@ -68,7 +68,7 @@ def show(
 ) -> None:
     """Show the newest logged predictions of a model, with their labels when known."""
     with errors_to_exit():
-        logged = open_project(ctx).predictions.read(
+        logged = open_service(ctx, "predictions").read(
             model, since=_moment(since), until=_moment(until), deployment_id=deployment
         )
     _render(logged.slice(max(0, logged.num_rows - limit)), as_json)
@@ -86,7 +86,7 @@ def feedback(
 ) -> None:
     """Store ground-truth labels by request id; a label given again replaces the old one."""
     with errors_to_exit():
-        stored = open_project(ctx).predictions.feedback_file(
+        stored = open_service(ctx, "predictions").feedback_file(
             model,
             file,
             id_column=id_column,
@@ -110,7 +110,7 @@ def query(
 ) -> None:
     """Run a DuckDB SELECT over a model's log, seen as the table `predictions`."""
     with errors_to_exit():
-        result = open_project(ctx).predictions.sql(
+        result = open_service(ctx, "predictions").sql(
             model, sql, since=_moment(since), until=_moment(until)
         )
     _render(result, as_json)

@@ -37,7 +37,7 @@ def init(
 def info(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """Show the configured stores, their versions and whether they can be reached."""
     with errors_to_exit():
-        report = open_project(ctx, migrate=False).maintenance.info()
+        report = open_project(ctx, migrate=False, remote_ok=True).maintenance.info()
     if as_json:
         emit_json(report.to_dict())
         return

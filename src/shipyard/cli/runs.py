@@ -12,7 +12,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from shipyard.cli.context import JsonOption, open_project
+from shipyard.cli.context import JsonOption, open_service
 from shipyard.cli.output import console, emit_json, errors_to_exit, fail, kv_table, table
 from shipyard.domain.runs import Run
 from shipyard.services.reports import format_value
@@ -61,7 +61,7 @@ def list_(
 ) -> None:
     """List runs, newest first unless --order-by says otherwise."""
     with errors_to_exit():
-        page = open_project(ctx).runs.search(
+        page = open_service(ctx, "runs").search(
             experiment or None, filter_, order_by or None, max_results, page_token
         )
     if as_json:
@@ -121,7 +121,7 @@ def _key_columns(runs: Sequence[Run], budget: int) -> tuple[list[str], list[str]
 def show(ctx: typer.Context, run_id: str = _RunRef, as_json: bool = JsonOption) -> None:
     """Show a run: attributes, params, tags, metrics, artifacts, environment and resources."""
     with errors_to_exit():
-        details = describe_run(open_project(ctx).runs, run_id)
+        details = describe_run(open_service(ctx, "runs"), run_id)
     if as_json:
         emit_json(details.to_dict())
         return
@@ -224,10 +224,10 @@ def compare(
 ) -> None:
     """Show runs side by side: params and latest metrics, differences highlighted."""
     with errors_to_exit():
-        project = open_project(ctx)
-        comparison = compare_runs(project.runs, run_ids)
+        runs = open_service(ctx, "runs")
+        comparison = compare_runs(runs, run_ids)
         if html is not None:
-            histories = load_compare_histories(project.runs, comparison)
+            histories = load_compare_histories(runs, comparison)
             _write(html, render_compare_html(comparison.runs, histories))
     if as_json:
         emit_json(comparison.to_dict())
@@ -277,8 +277,8 @@ def history(
 ) -> None:
     """Summarise a run's metric histories: points, first, last, min and max."""
     with errors_to_exit():
-        project = open_project(ctx)
-        run, histories = load_histories(project.runs, run_id, metric)
+        runs = open_service(ctx, "runs")
+        run, histories = load_histories(runs, run_id, metric)
         if html is not None:
             _write(html, render_history_html(run, histories))
     stats = [history_stats(h) for h in histories]
@@ -315,7 +315,7 @@ def history(
 def experiments(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """List experiments."""
     with errors_to_exit():
-        found = open_project(ctx).runs.experiments()
+        found = open_service(ctx, "runs").experiments()
     if as_json:
         emit_json([e.to_dict() for e in found])
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.markup import escape
 
-from shipyard.cli.context import JsonOption, open_project
+from shipyard.cli.context import JsonOption, open_service
 from shipyard.cli.output import console, emit_json, errors_to_exit, table
 from shipyard.services.tokens import parse_duration
 
@@ -27,7 +27,7 @@ def create(
     """Create a token for USER and print its secret (shown this once)."""
     with errors_to_exit():
         lifetime = parse_duration(expires) if expires is not None else None
-        token, secret = open_project(ctx).tokens.create(user, name, expires_in=lifetime)
+        token, secret = open_service(ctx, "tokens").create(user, name, expires_in=lifetime)
     if as_json:
         emit_json({**token.to_dict(), "secret": secret})
         return
@@ -45,7 +45,7 @@ def list_(
 ) -> None:
     """List tokens (never their secrets)."""
     with errors_to_exit():
-        found = open_project(ctx).tokens.list(user)
+        found = open_service(ctx, "tokens").list(user)
     if as_json:
         emit_json([t.to_dict() for t in found])
         return
@@ -77,7 +77,7 @@ def revoke(
 ) -> None:
     """Revoke a token at once."""
     with errors_to_exit():
-        token = open_project(ctx).tokens.revoke(token_id)
+        token = open_service(ctx, "tokens").revoke(token_id)
     if as_json:
         emit_json(token.to_dict())
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.markup import escape
 
-from shipyard.cli.context import JsonOption, open_project
+from shipyard.cli.context import JsonOption, open_service
 from shipyard.cli.output import console, emit_json, errors_to_exit, table
 from shipyard.services.users import User
 
@@ -32,7 +32,7 @@ def create(
 ) -> None:
     """Create a user (default role viewer); the first user must be an admin, then admins do."""
     with errors_to_exit():
-        users = open_project(ctx).users
+        users = open_service(ctx, "users")
         user = users.create(name, role) if role else users.create(name)
     _print("created", user, as_json)
 
@@ -41,7 +41,7 @@ def create(
 def list_(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """List users and their roles."""
     with errors_to_exit():
-        found = open_project(ctx).users.list()
+        found = open_service(ctx, "users").list()
     if as_json:
         emit_json([u.to_dict() for u in found])
         return
@@ -63,7 +63,7 @@ def grant(
 ) -> None:
     """Give a user more roles (admins only)."""
     with errors_to_exit():
-        user = open_project(ctx).users.grant(name, role)
+        user = open_service(ctx, "users").grant(name, role)
     _print("granted", user, as_json)
 
 
@@ -73,5 +73,5 @@ def revoke(
 ) -> None:
     """Take roles from a user (admins only)."""
     with errors_to_exit():
-        user = open_project(ctx).users.revoke(name, role)
+        user = open_service(ctx, "users").revoke(name, role)
     _print("revoked", user, as_json)

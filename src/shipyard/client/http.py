@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import httpx
 
-from shipyard import errors
+import shipyard.errors as errors
 from shipyard.errors import BackendError, ShipyardError, StoreUnavailableError
 
 __all__ = ["ApiClient"]
@@ -21,6 +23,8 @@ _KINDS: dict[str, type[ShipyardError]] = {
         "NotFoundError",
         "AlreadyExistsError",
         "ConflictError",
+        "BodyTooLargeError",
+        "MalformedBodyError",
         "InvalidArgumentError",
         "NotSupportedError",
         "MissingDependencyError",
@@ -67,20 +71,65 @@ class ApiClient:
         """
         content = None if body is None else json.dumps(body, allow_nan=False).encode()
         headers = {"content-type": "application/json"} if content is not None else None
+        return self.send(method, path, content=content, params=params, headers=headers)
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes | Iterable[bytes] | None = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """Send a request with a raw (possibly streamed) body; return the decoded JSON answer.
+
+        Raises:
+            ShipyardError: the category the server answered with.
+            StoreUnavailableError: when the server cannot be reached.
+        """
         try:
             answer = self._http.request(
                 method, path, content=content, params=params, headers=headers
             )
         except httpx.HTTPError as exc:
             raise StoreUnavailableError(self.base_url, f"{type(exc).__name__}: {exc}") from None
-        data = answer.json() if answer.content else None
+        data = _json(answer)
         if answer.is_success:
             return data
         raise _error(answer.status_code, data)
 
+    @contextlib.contextmanager
+    def stream(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None
+    ) -> Iterator[httpx.Response]:
+        """An answer whose body is read in pieces (``iter_bytes``), for downloads.
+
+        Raises:
+            ShipyardError: the category the server answered with.
+            StoreUnavailableError: when the server cannot be reached or the stream breaks.
+        """
+        try:
+            with self._http.stream(method, path, params=params) as answer:
+                if not answer.is_success:
+                    answer.read()
+                    raise _error(answer.status_code, _json(answer))
+                yield answer
+        except httpx.HTTPError as exc:
+            raise StoreUnavailableError(self.base_url, f"{type(exc).__name__}: {exc}") from None
+
     def close(self) -> None:
         """Close the pooled connections."""
         self._http.close()
+
+
+def _json(answer: httpx.Response) -> Any:
+    if not answer.content:
+        return None
+    try:
+        return answer.json()
+    except ValueError:  # not JSON (a proxy's error page): the status says what happened
+        return None
 
 
 def _error(status: int, data: Any) -> ShipyardError:

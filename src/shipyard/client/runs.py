@@ -17,23 +17,38 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from shipyard.client.audit import RemoteAuditService
+from shipyard.client.blobs import RemoteBlobs
+from shipyard.client.datasets import RemoteDatasetService, RemoteObjects, default_cache
+from shipyard.client.deployments import RemoteDeploymentService
 from shipyard.client.http import ApiClient
+from shipyard.client.lineage import RemoteLineageService
+from shipyard.client.models import RemoteModelService, RemoteRegistryService
+from shipyard.client.monitoring import RemoteMonitoringService
+from shipyard.client.pipelines import RemotePipelineService
+from shipyard.client.predictions import RemotePredictionService
+from shipyard.client.users import RemoteTokenService, RemoteUserService
 from shipyard.domain.metrics import MetricHistory
 from shipyard.domain.numbers import float_from_json, json_float
+from shipyard.domain.records import from_record
 from shipyard.domain.runs import Experiment, MetricSummary, Run, RunArtifact
-from shipyard.errors import NotSupportedError
 from shipyard.services.metrics import MetricPoint
+from shipyard.services.objects import LocalFile
+from shipyard.services.run_artifacts import ArtifactReads
 from shipyard.services.run_search import RunPage
-from shipyard.services.runs import ActiveRun, _check_key, _param_text
+from shipyard.services.runs import ActiveRun, check_key, param_text
 
 __all__ = ["RemoteProject", "RemoteRunService"]
 
 
-class RemoteRunService:
+class RemoteRunService(ArtifactReads):
     """The run service of a remote project: the public methods of ``RunService`` over HTTP."""
 
-    def __init__(self, client: ApiClient) -> None:
+    def __init__(self, client: ApiClient, blobs: RemoteBlobs, models: RemoteModelService) -> None:
         self._client = client
+        self._blobs = blobs
+        self._objects = RemoteObjects(blobs)
+        self._model_service = models
         self._local = threading.local()
         self._scratch = Path(tempfile.gettempdir()) / "shipyard-remote"
 
@@ -57,7 +72,7 @@ class RemoteRunService:
             "experiment": experiment,
             "name": name,
             "parent_id": parent_id,
-            "tags": {_check_key(k): str(v) for k, v in (tags or {}).items()},
+            "tags": {check_key(k): str(v) for k, v in (tags or {}).items()},
             "host": _hostname(),
             "pid": os.getpid(),
         }
@@ -77,11 +92,11 @@ class RemoteRunService:
         return stack
 
     def _write_params(self, run_id: str, params: Mapping[str, Any]) -> None:
-        values = {_check_key(k): _param_text(v) for k, v in params.items()}
+        values = {check_key(k): param_text(v) for k, v in params.items()}
         self._client.call("POST", f"/runs/{run_id}/batch", body={"params": values})
 
     def _write_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
-        values = {_check_key(k): str(v) for k, v in tags.items()}
+        values = {check_key(k): str(v) for k, v in tags.items()}
         if values:
             self._client.call("POST", f"/runs/{run_id}/batch", body={"tags": values})
 
@@ -97,15 +112,20 @@ class RemoteRunService:
     def _finish(self, run_id: str, status: str, resources: Mapping[str, Any] | None) -> None:
         self._client.call("POST", f"/runs/{run_id}/end", body={"status": status})
 
-    def _write_artifacts(self, run_id: str, files: Sequence[Any]) -> list[RunArtifact]:
-        raise NotSupportedError("remote server", "logging artifacts (not in the API yet)")
+    def _write_artifacts(self, run_id: str, files: Sequence[LocalFile]) -> list[RunArtifact]:
+        # The content goes up by digest (only what the server lacks), then one request
+        # records the files under their paths in the run.
+        stored = self._blobs.upload_files(files)
+        body = {"files": [{"path": f.name, "digest": f.digest, "size": f.size} for f in stored]}
+        answer = self._client.call("POST", f"/runs/{run_id}/artifacts", body=body)
+        return [from_record(RunArtifact, a) for a in answer]
 
     def _link_input(self, run_id: str, dataset_ref: str) -> None:
-        raise NotSupportedError("remote server", "use_dataset (not in the API yet)")
+        self._client.call("POST", f"/runs/{run_id}/inputs", body={"dataset": dataset_ref})
 
     @property
-    def _models(self) -> Any:
-        raise NotSupportedError("remote server", "log_model (not in the API yet)")
+    def _models(self) -> RemoteModelService:
+        return self._model_service
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -138,6 +158,11 @@ class RemoteRunService:
         page = self._client.call("GET", "/runs", params=params)
         return RunPage([_run(r) for r in page["runs"]], page["next_page_token"])
 
+    def artifacts(self, run_id: str) -> list[RunArtifact]:
+        """The files a run logged."""
+        answer = self._client.call("GET", f"/runs/{run_id}/artifacts")
+        return [from_record(RunArtifact, a) for a in answer]
+
     def experiments(self) -> list[Experiment]:
         """Every experiment, by name."""
         return [
@@ -157,6 +182,22 @@ class RemoteRunService:
             np.asarray([float_from_json(v) for v in data["values"]], dtype=np.float64),
         )
 
+    @property
+    def metrics(self) -> RemoteMetrics:
+        """Metric histories, as ``RunService.metrics`` reads them."""
+        return RemoteMetrics(self)
+
+
+class RemoteMetrics:
+    """The reading side of the metric store over HTTP: ``history(run_id, key)``."""
+
+    def __init__(self, runs: RemoteRunService) -> None:
+        self._runs = runs
+
+    def history(self, run_id: str, key: str) -> MetricHistory:
+        """Every point of one metric of a run."""
+        return self._runs.history(run_id, key)
+
 
 class RemoteProject:
     """A shipyard server seen from the SDK: ``.runs`` works as in a local project.
@@ -169,7 +210,20 @@ class RemoteProject:
     def __init__(self, uri: str, token: str | None) -> None:
         self.uri = uri
         self.client = ApiClient(uri, token)
-        self.runs = RemoteRunService(self.client)
+        cache = default_cache(uri)
+        self.transfers = RemoteBlobs(self.client)
+        self.registry = RemoteRegistryService(self.client)
+        self.models = RemoteModelService(self.client, self.transfers, self.registry, cache=cache)
+        self.runs = RemoteRunService(self.client, self.transfers, self.models)
+        self.datasets = RemoteDatasetService(self.client, self.transfers, cache=cache)
+        self.pipelines = RemotePipelineService(self.client)
+        self.monitoring = RemoteMonitoringService(self.client)
+        self.deployments = RemoteDeploymentService(self.client)
+        self.users = RemoteUserService(self.client)
+        self.tokens = RemoteTokenService(self.client)
+        self.audit = RemoteAuditService(self.client)
+        self.lineage = RemoteLineageService(self.client)
+        self.predictions = RemotePredictionService(self.client)
 
     def whoami(self) -> dict[str, Any]:
         """The user the token speaks for and their roles."""

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+
+from shipyard.errors import InvalidArgumentError
 
 __all__ = ["KINDS", "RELATIONS", "Edge", "Node"]
 
@@ -47,3 +51,25 @@ class Edge:
             "created_at": self.created_at.isoformat(),
             "created_by": self.created_by,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Edge:
+        """Read the form ``to_dict`` writes.
+
+        Raises:
+            InvalidArgumentError: when a field is missing or not text.
+        """
+        try:
+            fields = {k: data[k] for k in ("from_kind", "from_id", "to_kind", "to_id")}
+            relation, at, by = data["relation"], data["created_at"], data["created_by"]
+        except KeyError as exc:
+            raise InvalidArgumentError(f"malformed lineage edge: missing {exc}") from None
+        if not all(isinstance(v, str) for v in (*fields.values(), relation, at, by)):
+            raise InvalidArgumentError("malformed lineage edge: every field is text")
+        return cls(
+            Node(fields["from_kind"], fields["from_id"]),
+            Node(fields["to_kind"], fields["to_id"]),
+            relation,
+            datetime.fromisoformat(at),
+            by,
+        )

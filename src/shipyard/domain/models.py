@@ -211,6 +211,20 @@ class ModelVersion:
             "created_by": self.created_by,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelVersion:
+        """Read the form ``to_dict`` writes (the ONNX report nested under ``onnx``)."""
+        from shipyard.domain.records import from_record
+
+        onnx = data.get("onnx") or {}
+        flat = {
+            **data,
+            "onnx_status": onnx.get("status"),
+            "onnx_max_diff": onnx.get("max_diff"),
+            "onnx_reason": onnx.get("reason"),
+        }
+        return from_record(cls, flat, own=False)
+
 
 @dataclass(frozen=True, slots=True)
 class PromotionRequest:
@@ -234,6 +248,8 @@ class PromotionRequest:
         return {
             "id": self.id,
             "model_version": f"{self.name}@{self.version}",
+            "name": self.name,
+            "version": self.version,
             "target_kind": self.target_kind,
             "target": self.target,
             "reason": self.reason,

@@ -25,15 +25,19 @@ __all__ = ["from_record"]
 T = TypeVar("T")
 
 
-def from_record(cls: type[T], data: Mapping[str, Any]) -> T:
+def from_record(cls: type[T], data: Mapping[str, Any], *, own: bool = True) -> T:
     """Rebuild a dataclass record from its JSON form.
 
     Keys the class does not declare are ignored (a newer server may send more); a missing
-    field takes its default.
+    field takes its default. A class with its own ``from_dict`` (a form that is not one key
+    a field) is read by it, here and wherever the class is nested; ``own=False`` is how
+    such a ``from_dict`` reads the fields it flattened.
 
     Raises:
         InvalidArgumentError: when a value does not fit the declared type, naming the field.
     """
+    if not own:
+        return typing.cast(T, _record(cls, data, cls.__name__))
     return typing.cast(T, _decode(cls, data, cls.__name__))
 
 
@@ -107,6 +111,11 @@ def _decode(kind: Any, value: object, where: str) -> object:
 
 def _scalar(kind: type, value: object, where: str) -> object:
     if dataclasses.is_dataclass(kind):
+        reader = getattr(kind, "from_dict", None)
+        if reader is not None:
+            if not isinstance(value, Mapping):
+                raise InvalidArgumentError(f"{where}: expected an object, got {value!r}")
+            return reader(value)
         return _record(kind, value, where)
     if kind is datetime:
         if isinstance(value, datetime):

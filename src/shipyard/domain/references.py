@@ -12,10 +12,12 @@ from dataclasses import dataclass
 
 from shipyard.errors import InvalidNameError, InvalidReferenceError
 
-__all__ = ["LATEST", "Reference", "validate_name"]
+__all__ = ["LATEST", "MAX_VERSION", "Reference", "validate_name"]
 
 LATEST = "latest"
 MAX_NAME_LENGTH = 128
+# Versions are stored in INTEGER columns: PostgreSQL's int4 holds no more (SQLite would).
+MAX_VERSION = 2**31 - 1
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 
 
@@ -88,6 +90,8 @@ class Reference:
             version = int(selector)
             if version < 1:
                 raise InvalidReferenceError(text, "versions start at 1")
+            if version > MAX_VERSION:
+                raise InvalidReferenceError(text, f"versions go up to {MAX_VERSION}")
             return cls(name, version=version)
         try:
             validate_name(selector, what="alias")

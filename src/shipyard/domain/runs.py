@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,6 +16,7 @@ __all__ = [
     "MetricSummary",
     "Run",
     "RunArtifact",
+    "select_artifacts",
 ]
 
 STATUSES = ("running", "finished", "failed", "killed")
@@ -74,6 +75,10 @@ class RunArtifact:
     digest: str
     size: int
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return {"path": self.path, "digest": self.digest, "size": self.size}
+
 
 @dataclass(frozen=True, slots=True)
 class Run:
@@ -122,3 +127,11 @@ class Run:
             "environment": self.environment,
             "resources": self.resources,
         }
+
+
+def select_artifacts(artifacts: Sequence[RunArtifact], path: str) -> list[RunArtifact]:
+    """The artifacts at ``path`` or under it (all of them for an empty path)."""
+    prefix = path.strip("/")
+    if not prefix:
+        return list(artifacts)
+    return [a for a in artifacts if a.path == prefix or a.path.startswith(prefix + "/")]

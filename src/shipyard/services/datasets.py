@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,24 +33,38 @@ from shipyard.errors import (
     MissingDependencyError,
 )
 from shipyard.services.audit import AuditService
+from shipyard.services.hashing import names_of, total_size
 from shipyard.services.objects import (
+    DigestedFiles,
     LocalFile,
     ObjectService,
     StagedObjects,
     StoredFile,
     check_relative_path,
+    check_relative_paths,
 )
 from shipyard.services.sources import resolve_source
 from shipyard.stores.artifacts.content import ContentStore
 from shipyard.stores.metadata import SqlMetadataStore
 from shipyard.stores.metadata.schema import dataset_labels, dataset_versions, datasets
 
-__all__ = ["AddResult", "DatasetHandle", "DatasetService"]
+__all__ = [
+    "TABLE_FORMATS",
+    "AddResult",
+    "DatasetHandle",
+    "DatasetService",
+    "check_tags",
+    "table_format_of",
+]
+
+TABLE_FORMATS = ("csv", "parquet", "jsonl", "arrow")
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
-# Tables of at least this many bytes are profiled while their bytes are stored.
+# Tables of at least this many bytes are profiled while their bytes are hashed and stored.
 _OVERLAP_FROM = 32 * 1024 * 1024
+# ... when they are at most this many files (a folder of many files is rarely one table).
+_EARLY_FILES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,33 +150,33 @@ class DatasetService:
             SourceError: when the source cannot be read (missing, unreachable, malformed).
         """
         validate_name(name, what="dataset name")
-        card_tags = _check_tags(tags)
+        card_tags = check_tags(tags)
         keys = (key,) if isinstance(key, str) else tuple(key or ())
-        if format is not None and format not in {"csv", "parquet", "jsonl", "arrow"}:
+        if format is not None and format not in TABLE_FORMATS:
             raise InvalidArgumentError(
                 f"unknown table format {format!r}; use csv, parquet, jsonl or arrow"
             )
         with resolve_source(source, sql=sql, db=db, scratch=self._scratch) as resolved:
-            for local in resolved.files:
-                check_relative_path(local.name)
+            files = resolved.files
+            check_relative_paths(names_of(files))
             if progress is not None:
-                progress("hash", 0, len(resolved.files))
-            stored, hashed = self._objects.hash(resolved.files)
-            entries = [ManifestEntry(f.name, f.size, f.digest) for f in stored]
-            identity = content_digest(entries)
-            latest = self._latest(name)
-            if latest is not None and latest.content_digest == identity:
-                return AddResult(latest, False, 0, hashed)
-            table_format = format or _table_format(resolved.files)
-            profile, staged = self._describe_and_stage(
-                resolved.files, stored, table_format, keys, progress
-            )
-            manifest = self._objects.put_manifest(stored)
-            profile_blob = (
-                self._content.put_bytes(json.dumps(profile.to_dict()).encode())
-                if profile is not None
-                else None
-            )
+                progress("hash", 0, len(files))
+            early = self._profile_early(files, format, keys, progress)
+            try:
+                # Columns all the way: a re-add of an unchanged folder of 100,000 files ends
+                # here without an object per file.
+                digested = self._objects.digest(files)
+                hashed, identity = digested.hashed, digested.identity
+                latest = self._latest(name)
+                if latest is not None and latest.content_digest == identity:
+                    return AddResult(latest, False, 0, hashed)
+                table_format = format or table_format_of(files)
+                profile, staged = self._describe_and_stage(
+                    files, digested, table_format, keys, progress, early and early[1]
+                )
+            finally:
+                if early is not None:
+                    early[0].shutdown(wait=True, cancel_futures=True)
             card = DatasetCard(
                 description=description,
                 owner=owner or self._user,
@@ -170,51 +185,141 @@ class DatasetService:
                 fetched_at=resolved.fetched_at,
                 tags=card_tags,
             )
-            with self._metadata.write() as conn:
-                self._metadata.lock(conn, f"dataset:{name}")
-                self._objects.commit(conn, staged)
-                version = self._insert_version(
-                    conn,
-                    name=name,
-                    identity=identity,
-                    manifest=manifest,
-                    table_format=table_format,
-                    stored=stored,
-                    profile=profile,
-                    profile_digest=profile_blob.digest if profile_blob else None,
-                    card=card,
-                    keys=keys,
-                )
+            version = self._record(
+                name, identity, table_format, digested, profile, card, keys, staged
+            )
             new_bytes = staged.new_bytes
         return AddResult(version, True, new_bytes, hashed)
+
+    def add_stored(
+        self,
+        name: str,
+        files: Sequence[StoredFile],
+        *,
+        table_format: str | None,
+        profile: TableProfile | None,
+        card: DatasetCard,
+        key: Sequence[str] = (),
+    ) -> AddResult:
+        """Add a version from content stored already (uploaded by digest to a server).
+
+        The remote client describes the table where the data is and uploads only what the
+        server lacks; this records the version. Sizes are the stored objects' own.
+
+        Raises:
+            InvalidNameError: for a bad name.
+            UnsafePathError: for a file path that is absolute or climbs out.
+            NotFoundError: when a digest is not stored content (upload it first).
+            InvalidArgumentError: for an unknown format, a table without a profile, files
+                with a profile, key columns the table lacks, or sizes that do not match.
+        """
+        validate_name(name, what="dataset name")
+        tags = check_tags(card.tags)
+        keys = tuple(key)
+        if table_format is not None and table_format not in TABLE_FORMATS:
+            raise InvalidArgumentError(f"unknown table format {table_format!r}")
+        if (table_format is None) != (profile is None):
+            raise InvalidArgumentError("a table version needs its profile, files have none")
+        if keys and profile is None:
+            raise InvalidArgumentError("--key needs a table (csv, parquet, jsonl or arrow)")
+        if profile is not None:
+            missing = sorted(set(keys) - {c.name for c in profile.schema})
+            if missing:
+                raise InvalidArgumentError(f"key column(s) {', '.join(missing)} not in the table")
+        if not files:
+            raise InvalidArgumentError("a dataset version needs at least one file")
+        names = [check_relative_path(f.name) for f in files]
+        if len(set(names)) != len(names):
+            raise InvalidArgumentError("a file path appears twice in the version")
+        from shipyard.services.transfers import require_stored
+
+        require_stored(self._objects, files, "file")
+        stored = [StoredFile(n, f.size, f.digest) for n, f in zip(names, files, strict=True)]
+        identity = content_digest([ManifestEntry(f.name, f.size, f.digest) for f in stored])
+        latest = self._latest(name)
+        if latest is not None and latest.content_digest == identity:
+            return AddResult(latest, False, 0, 0)
+        owned = dataclasses.replace(card, owner=card.owner or self._user, tags=tags)
+        version = self._record(name, identity, table_format, stored, profile, owned, keys)
+        return AddResult(version, True, 0, 0)
+
+    def _record(
+        self,
+        name: str,
+        identity: str,
+        table_format: str | None,
+        stored: Sequence[StoredFile] | DigestedFiles,
+        profile: TableProfile | None,
+        card: DatasetCard,
+        keys: tuple[str, ...],
+        staged: StagedObjects | None = None,
+    ) -> DatasetVersion:
+        """Store the manifest and profile, then the version in one transaction."""
+        manifest = self._objects.put_manifest(stored)
+        profile_blob = (
+            self._content.put_bytes(json.dumps(profile.to_dict()).encode())
+            if profile is not None
+            else None
+        )
+        with self._metadata.write() as conn:
+            self._metadata.lock(conn, f"dataset:{name}")
+            if staged is not None:
+                self._objects.commit(conn, staged)
+            return self._insert_version(
+                conn,
+                name=name,
+                identity=identity,
+                manifest=manifest,
+                table_format=table_format,
+                stored=stored,
+                profile=profile,
+                profile_digest=profile_blob.digest if profile_blob else None,
+                card=card,
+                keys=keys,
+            )
+
+    def _profile_early(
+        self,
+        files: Sequence[LocalFile],
+        format: str | None,
+        keys: tuple[str, ...],
+        progress: Progress | None,
+    ) -> tuple[ThreadPoolExecutor, Future[TableProfile | None]] | None:
+        """Start profiling a big table now, unless the stat cache vouches for its files."""
+        # Hashing a big table waits on the disk, DuckDB's profile on the CPU: they overlap.
+        # An unchanged re-add reads nothing, so it profiles nothing either.
+        if len(files) > _EARLY_FILES:
+            return None
+        table_format = format or table_format_of(files)
+        if table_format is None or total_size(files) < _OVERLAP_FROM:
+            return None
+        if not self._objects.stale(files):
+            return None
+        pool = ThreadPoolExecutor(1, thread_name_prefix="shipyard-profile")
+        return pool, pool.submit(self._describe, files, table_format, keys, progress)
 
     def _describe_and_stage(
         self,
         files: Sequence[LocalFile],
-        stored: Sequence[StoredFile],
+        stored: DigestedFiles,
         table_format: str | None,
         keys: tuple[str, ...],
         progress: Progress | None,
+        early: Future[TableProfile | None] | None = None,
     ) -> tuple[TableProfile | None, StagedObjects]:
-        """Profile the table and store its bytes; for a big table, both at once.
+        """Profile the table and store its bytes.
 
-        DuckDB profiles without the GIL while the bytes are chunked and hashed, so a big
-        table takes about the longer of the two instead of their sum. A small table is
-        profiled first, so a malformed one is refused before any byte is stored; a big one
-        that turns out malformed leaves only unreferenced blobs, which ``gc`` removes.
+        A big table is being profiled already (``early``, since it was hashed): DuckDB works
+        without the GIL meanwhile, and a malformed one leaves only unreferenced blobs, which
+        ``gc`` removes. Any other table is profiled first, so a malformed one is refused
+        before any byte is stored.
         """
         store_progress = None if progress is None else lambda d, t: progress("store", d, t)
-        if table_format is None or sum(f.size for f in stored) < _OVERLAP_FROM:
+        if early is None:
             profile = self._describe(files, table_format, keys, progress)
             return profile, self._objects.stage(files, stored, progress=store_progress)
-        with ThreadPoolExecutor(1, thread_name_prefix="shipyard-profile") as pool:
-            pending = pool.submit(self._describe, files, table_format, keys, progress)
-            try:
-                staged = self._objects.stage(files, stored, progress=store_progress)
-            except BaseException:
-                pending.cancel()
-                raise
-            return pending.result(), staged
+        staged = self._objects.stage(files, stored, progress=store_progress)
+        return early.result(), staged
 
     def _describe(
         self,
@@ -249,7 +354,7 @@ class DatasetService:
         identity: str,
         manifest: str,
         table_format: str | None,
-        stored: Sequence[StoredFile],
+        stored: Sequence[StoredFile] | DigestedFiles,
         profile: TableProfile | None,
         profile_digest: str | None,
         card: DatasetCard,
@@ -280,7 +385,9 @@ class DatasetService:
             "kind": "table" if table_format else "files",
             "format": table_format,
             "file_count": len(stored),
-            "bytes": sum(f.size for f in stored),
+            "bytes": sum(stored.sizes)
+            if isinstance(stored, DigestedFiles)
+            else sum(f.size for f in stored),
             "rows": profile.rows if profile else None,
             "schema": json.dumps([c.to_dict() for c in profile.schema]) if profile else None,
             "profile": profile_digest,
@@ -630,7 +737,8 @@ class DatasetHandle:
         return polars.from_arrow(self.to_arrow())
 
 
-def _check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
+def check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
+    """Card tags as a plain dict; refuses anything but text names and values."""
     if tags is None:
         return {}
     if not isinstance(tags, Mapping):
@@ -641,8 +749,9 @@ def _check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
     return dict(tags)
 
 
-def _table_format(files: Sequence[LocalFile]) -> str | None:
-    formats = {format_of(f.name) for f in files}
+def table_format_of(files: Sequence[LocalFile]) -> str | None:
+    """The table format the files share by suffix, or None (opaque files, or mixed)."""
+    formats = set(map(format_of, names_of(files)))
     if len(formats) == 1:
         return formats.pop()
     return None

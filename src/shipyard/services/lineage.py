@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,16 @@ class LineageGraph:
             "upstream": [e.to_dict() for e in self.upstream],
             "downstream": [e.to_dict() for e in self.downstream],
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LineageGraph:
+        """Read the form ``to_dict`` writes."""
+        root = data["root"]
+        return cls(
+            Node(str(root["kind"]), str(root["id"])),
+            tuple(Edge.from_dict(e) for e in data["upstream"]),
+            tuple(Edge.from_dict(e) for e in data["downstream"]),
+        )
 
 
 class LineageService:

@@ -10,6 +10,7 @@ import json
 import platform
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +22,29 @@ from shipyard.services.flavors import flavor_for, flavor_named
 from shipyard.services.flavors.base import LoadedModel
 from shipyard.services.flavors.onnx import FILE as ONNX_FILE
 from shipyard.services.flavors.onnx import OnnxRuntimeModel
-from shipyard.services.objects import LocalFile, ObjectService
+from shipyard.services.objects import LocalFile, ObjectService, StoredFile, check_relative_path
 from shipyard.services.registry import RegistryService
+from shipyard.services.transfers import require_stored
 from shipyard.stores.artifacts.content import ContentStore
 from shipyard.stores.metadata import SqlMetadataStore
 
-__all__ = ["ONNX_TOLERANCE", "ModelService"]
+__all__ = ["ONNX_TOLERANCE", "ModelService", "PreparedModel"]
 
 ONNX_TOLERANCE = 1e-4  # ONNX Runtime computes in float32: differences beyond this are real
 META = "shipyard-model.json"
 EXAMPLE = "input_example.json"
 _PARITY_ROWS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedModel:
+    """A model written as files, ready to store: what ``ModelService.prepare`` made."""
+
+    flavor: str
+    signature: Signature | None
+    requirements: list[str]
+    onnx: dict[str, Any]
+    files: list[LocalFile]
 
 
 class ModelService:
@@ -95,54 +108,135 @@ class ModelService:
             InvalidArgumentError: for an unknown flavor (the message lists them), a model
                 no flavor can save, or an option its flavor does not take.
         """
-        chosen = (
-            flavor_named(flavor, **flavor_options)
-            if flavor
-            else flavor_for(model, **flavor_options)
-        )
         self._scratch.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="model-", dir=self._scratch) as tmp:
-            folder = Path(tmp)
-            chosen.save_with_example(model, folder, input_example)
-            if signature is None and input_example is not None:
-                signature = infer_signature(input_example)
-            if input_example is not None:
-                (folder / EXAMPLE).write_text(_example_json(input_example))
-            pins = list(requirements) if requirements is not None else chosen.requirements(model)
-            report: dict[str, Any] = {"status": "unavailable", "reason": "not attempted"}
-            if onnx and chosen.name != "onnx":
-                report = self._export_onnx(chosen, model, folder, input_example, training_sample)
-            elif chosen.name == "onnx":
-                report = {"status": "attached", "max_diff": 0.0, "reason": None}
-            meta = {
-                "flavor": chosen.name,
-                "python": platform.python_version(),
-                "signature": signature.to_dict() if signature else None,
-                "requirements": pins,
-            }
-            (folder / META).write_text(json.dumps(meta, indent=2))
-            files = [
-                LocalFile(p, p.relative_to(folder).as_posix())
-                for p in sorted(folder.rglob("*"))
-                if p.is_file()
-            ]
-            stored, _ = self._objects.hash(files)
-            staged = self._objects.stage(files, stored)
+            prepared = self.prepare(
+                model,
+                Path(tmp),
+                flavor=flavor,
+                signature=signature,
+                input_example=input_example,
+                training_sample=training_sample,
+                requirements=requirements,
+                onnx=onnx,
+                **flavor_options,
+            )
+            stored, _ = self._objects.hash(prepared.files)
+            staged = self._objects.stage(prepared.files, stored)
             manifest = self._objects.put_manifest(stored)
             with self._metadata.write() as conn:
                 self._objects.commit(conn, staged)
                 return self._registry.create_version(
                     conn,
                     name=name,
-                    flavor=chosen.name,
+                    flavor=prepared.flavor,
                     run_id=run_id,
                     manifest=manifest,
-                    signature=signature,
-                    requirements=pins,
-                    onnx=report,
+                    signature=prepared.signature,
+                    requirements=prepared.requirements,
+                    onnx=prepared.onnx,
                     description=description,
                     tags=tags or {},
                 )
+
+    def prepare(
+        self,
+        model: Any,
+        folder: Path,
+        *,
+        flavor: str | None = None,
+        signature: Signature | None = None,
+        input_example: Any = None,
+        training_sample: Any = None,
+        requirements: Sequence[str] | None = None,
+        onnx: bool = True,
+        **flavor_options: Any,
+    ) -> PreparedModel:
+        """Write a model's files into an empty ``folder``; nothing is stored yet.
+
+        The flavor's files, the input example, the ONNX export when it passes the parity
+        check, and the metadata. Takes the options of ``log_model``.
+        """
+        chosen = (
+            flavor_named(flavor, **flavor_options)
+            if flavor
+            else flavor_for(model, **flavor_options)
+        )
+        chosen.save_with_example(model, folder, input_example)
+        if signature is None and input_example is not None:
+            signature = infer_signature(input_example)
+        if input_example is not None:
+            (folder / EXAMPLE).write_text(_example_json(input_example))
+        pins = list(requirements) if requirements is not None else chosen.requirements(model)
+        report: dict[str, Any] = {"status": "unavailable", "reason": "not attempted"}
+        if onnx and chosen.name != "onnx":
+            report = self._export_onnx(chosen, model, folder, input_example, training_sample)
+        elif chosen.name == "onnx":
+            report = {"status": "attached", "max_diff": 0.0, "reason": None}
+        meta = {
+            "flavor": chosen.name,
+            "python": platform.python_version(),
+            "signature": signature.to_dict() if signature else None,
+            "requirements": pins,
+        }
+        (folder / META).write_text(json.dumps(meta, indent=2))
+        files = [
+            LocalFile(p, p.relative_to(folder).as_posix())
+            for p in sorted(folder.rglob("*"))
+            if p.is_file()
+        ]
+        return PreparedModel(chosen.name, signature, pins, report, files)
+
+    def register_stored(
+        self,
+        name: str,
+        files: Sequence[StoredFile],
+        *,
+        flavor: str,
+        signature: Signature | None,
+        requirements: Sequence[str],
+        onnx: Mapping[str, Any],
+        run_id: str | None = None,
+        description: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> ModelVersion:
+        """Register a version from files stored already (uploaded by digest to a server).
+
+        The remote client prepares the model where it was trained (``prepare``) and uploads
+        only what the server lacks; this checks the files and records the version. The
+        server never loads the model to do so.
+
+        Raises:
+            InvalidArgumentError: for an unknown flavor, files without the model's metadata,
+                an ONNX report that does not fit the files, or sizes that do not match.
+            UnsafePathError: for a path that is absolute or climbs out.
+            NotFoundError: when a digest is not stored content (upload it first).
+        """
+        flavor_named(flavor)  # an unknown flavor is refused, naming the known ones
+        names = [check_relative_path(f.name) for f in files]
+        if META not in names:
+            raise InvalidArgumentError(f"a model version needs its {META} among its files")
+        status = onnx.get("status")
+        if status not in ("attached", "rejected", "unavailable"):
+            raise InvalidArgumentError(f"unknown ONNX status {status!r}")
+        if (status == "attached") != (ONNX_FILE in names):
+            raise InvalidArgumentError(f"an attached ONNX export is the file {ONNX_FILE}")
+        require_stored(self._objects, files, "model file")
+        stored = [StoredFile(n, f.size, f.digest) for n, f in zip(names, files, strict=True)]
+        manifest = self._objects.put_manifest(stored)
+        with self._metadata.write() as conn:
+            return self._registry.create_version(
+                conn,
+                name=name,
+                flavor=flavor,
+                run_id=run_id,
+                manifest=manifest,
+                signature=signature,
+                requirements=list(requirements),
+                onnx=dict(onnx),
+                description=description,
+                tags=tags or {},
+            )
 
     def _export_onnx(
         self, flavor: Any, model: Any, folder: Path, example: Any, sample: Any

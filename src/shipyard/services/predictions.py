@@ -250,8 +250,7 @@ class PredictionService:
         import pyarrow.csv as csv
 
         validate_name(name, what="model name")
-        with self._metadata.read() as conn:
-            _require_model(conn, name)
+        self._require_model(name)
         path = Path(path)
         if not path.is_file():
             raise SourceError(str(path), "no such file")
@@ -279,6 +278,10 @@ class PredictionService:
             labels.pop(request_id, None)  # the last row for an id wins
             labels[request_id] = label
         return self.feedback(name, labels, deployment_id=deployment_id)
+
+    def _require_model(self, name: str) -> None:
+        with self._metadata.read() as conn:
+            _require_model(conn, name)
 
 
 def _window(

@@ -19,14 +19,16 @@ from shipyard.domain.runs import FINAL_STATUSES, Run
 from shipyard.errors import ConflictError, InvalidArgumentError, NotFoundError
 from shipyard.services.metrics import MetricPoint
 from shipyard.stores.metadata import SqlMetadataStore
-from shipyard.stores.metadata.schema import run_params, run_tags, runs
+from shipyard.stores.metadata.schema import run_artifacts, run_params, run_tags, runs
 
 if TYPE_CHECKING:
+    from shipyard.services.objects import StoredFile
     from shipyard.services.runs import RunService
 
 __all__ = [
     "create_run",
     "end_run",
+    "insert_artifacts",
     "require_running",
     "write_batch",
     "write_params",
@@ -164,3 +166,18 @@ def write_tags(conn: Connection, run_id: str, tags: Mapping[str, str]) -> None:
     conn.execute(
         run_tags.insert(), [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()]
     )
+
+
+def insert_artifacts(conn: Connection, run_id: str, stored: Sequence[StoredFile]) -> None:
+    """Record stored files as a run's artifacts; a path logged again is replaced."""
+    now = utcnow()
+    conn.execute(
+        run_artifacts.delete().where(
+            run_artifacts.c.run_id == run_id, run_artifacts.c.path.in_([f.name for f in stored])
+        )
+    )
+    rows = [
+        {"run_id": run_id, "path": f.name, "digest": f.digest, "size": f.size, "created_at": now}
+        for f in stored
+    ]
+    conn.execute(run_artifacts.insert(), rows)

@@ -34,9 +34,16 @@ from shipyard.services.datasets import DatasetService
 from shipyard.services.lineage import LineageService
 from shipyard.services.metrics import MetricPoint, MetricStore
 from shipyard.services.models import ModelService
-from shipyard.services.objects import LocalFile, ObjectService
+from shipyard.services.objects import LocalFile, ObjectService, StoredFile
+from shipyard.services.run_artifacts import ArtifactReads
 from shipyard.services.run_search import RunPage
-from shipyard.services.run_writes import require_running, write_params, write_tags
+from shipyard.services.run_writes import (
+    insert_artifacts,
+    require_running,
+    write_params,
+    write_tags,
+)
+from shipyard.services.transfers import require_stored
 from shipyard.stores.metadata import SqlMetadataStore
 from shipyard.stores.metadata.schema import experiments as experiments_table
 from shipyard.stores.metadata.schema import (
@@ -46,7 +53,15 @@ from shipyard.stores.metadata.schema import (
     runs,
 )
 
-__all__ = ["FLUSH_POINTS", "FLUSH_SECONDS", "ActiveRun", "RunService", "RunWriter"]
+__all__ = [
+    "FLUSH_POINTS",
+    "FLUSH_SECONDS",
+    "ActiveRun",
+    "RunService",
+    "RunWriter",
+    "check_key",
+    "param_text",
+]
 
 FLUSH_SECONDS = 1.0
 FLUSH_POINTS = 50_000
@@ -56,7 +71,7 @@ MAX_KEY = 255
 MAX_PARAM = 6000
 
 
-class RunService:
+class RunService(ArtifactReads):
     """Experiments and runs in the metadata store."""
 
     def __init__(
@@ -202,12 +217,19 @@ class RunService:
             raise NotFoundError(f"run {run_id!r} does not exist")
         return found[0]
 
-    def load(self, run_ids: Sequence[str]) -> list[Run]:
-        """Runs by id, in the order given (unknown ids are left out)."""
+    def load(self, run_ids: Sequence[str], *, reap: bool = True) -> list[Run]:
+        """Runs by id, in the order given (unknown ids are left out).
+
+        Args:
+            run_ids: the runs.
+            reap: mark those whose process is gone as killed first (a caller that has just
+                reaped every running run passes False).
+        """
         ids = list(dict.fromkeys(run_ids))
         if not ids:
             return []
-        self._reap(ids)
+        if reap:
+            self._reap(ids)
         with self._metadata.read() as conn:
             rows: dict[str, Any] = {}
             params: dict[str, dict[str, str]] = {i: {} for i in ids}
@@ -248,15 +270,6 @@ class RunService:
             )
             for r in (rows[i] for i in ids if i in rows)
         ]
-
-    def _reap_running(self) -> None:
-        """Reap every run still marked running, so a search by status sees the truth."""
-        with self._metadata.read() as conn:
-            running = list(
-                conn.execute(select(runs.c.id).where(runs.c.status == "running")).scalars()
-            )
-        if running:
-            self._reap(running)
 
     def _reap(self, run_ids: Sequence[str]) -> None:
         """Mark runs whose process is gone as killed, so none stays "running" forever."""
@@ -308,19 +321,22 @@ class RunService:
 
         query = RunQuery.build(experiments, filter, order_by, max_results, page_token)
         ids: list[str] = []
-        if query.experiments:
-            with self._metadata.read() as conn:
+        with self._metadata.read() as conn:
+            if query.experiments:
+                names = list(query.experiments)
                 ids = list(
                     conn.execute(
-                        select(experiments_table.c.id).where(
-                            experiments_table.c.name.in_(list(query.experiments))
-                        )
+                        select(experiments_table.c.id).where(experiments_table.c.name.in_(names))
                     ).scalars()
                 )
-        self._reap_running()
+            running = list(
+                conn.execute(select(runs.c.id).where(runs.c.status == "running")).scalars()
+            )
+        if running:  # reaped first, so a search by status sees the truth
+            self._reap(running)
         self._metadata.refresh_statistics()
         run_ids, token = search_run_ids(self._metadata, query, ids)
-        return RunPage(self.load(run_ids), token)
+        return RunPage(self.load(run_ids, reap=False), token)
 
     def artifacts(self, run_id: str) -> list[RunArtifact]:
         """The files a run logged."""
@@ -332,39 +348,16 @@ class RunService:
         with self._metadata.read() as conn:
             return [RunArtifact(r.path, r.digest, r.size) for r in conn.execute(query)]
 
-    def download_artifacts(self, run_id: str, dest: Path, path: str = "") -> list[Path]:
-        """Write a run's artifacts (all, or those under ``path``) into ``dest``, verified."""
-        written = []
-        prefix = path.strip("/")
-        for artifact in self.artifacts(run_id):
-            if prefix and not (artifact.path == prefix or artifact.path.startswith(prefix + "/")):
-                continue
-            target = Path(dest).joinpath(*artifact.path.split("/"))
-            self._objects.export(artifact.digest, target)
-            written.append(target)
-        return written
-
-    def read_artifact(self, run_id: str, path: str) -> bytes:
-        """The verified content of one artifact.
-
-        Raises:
-            NotFoundError: if the run has no artifact at ``path``.
-        """
-        for artifact in self.artifacts(run_id):
-            if artifact.path == path:
-                return self._objects.read_bytes(artifact.digest)
-        raise NotFoundError(f"run {run_id} has no artifact {path!r}")
-
     # -- writes used by ActiveRun ------------------------------------------------------------
 
     def _write_params(self, run_id: str, params: Mapping[str, Any]) -> None:
-        values = {_check_key(k): _param_text(v) for k, v in params.items()}
+        values = {check_key(k): param_text(v) for k, v in params.items()}
         with self._metadata.write() as conn:
             require_running(conn, run_id)
             write_params(conn, run_id, values)
 
     def _write_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
-        values = {_check_key(k): str(v) for k, v in tags.items()}
+        values = {check_key(k): str(v) for k, v in tags.items()}
         if not values:
             return
         with self._metadata.write() as conn:
@@ -383,30 +376,38 @@ class RunService:
     def _write_artifacts(self, run_id: str, files: Sequence[LocalFile]) -> list[RunArtifact]:
         stored, _ = self._objects.hash(files)
         staged = self._objects.stage(files, stored)
-        now = utcnow()
         with self._metadata.write() as conn:
             require_running(conn, run_id)
             self._objects.commit(conn, staged)
-            paths = [f.name for f in stored]
-            conn.execute(
-                run_artifacts.delete().where(
-                    run_artifacts.c.run_id == run_id, run_artifacts.c.path.in_(paths)
-                )
-            )
-            conn.execute(
-                run_artifacts.insert(),
-                [
-                    {
-                        "run_id": run_id,
-                        "path": f.name,
-                        "digest": f.digest,
-                        "size": f.size,
-                        "created_at": now,
-                    }
-                    for f in stored
-                ],
-            )
+            insert_artifacts(conn, run_id, stored)
         return [RunArtifact(f.name, f.digest, f.size) for f in stored]
+
+    def record_artifacts(self, run_id: str, files: Sequence[StoredFile]) -> list[RunArtifact]:
+        """Record content stored already (uploaded by digest) as artifacts of a running run.
+
+        The sizes recorded are the stored objects' own, never the caller's claim.
+
+        Raises:
+            UnsafePathError: for an artifact path that is absolute or climbs out.
+            NotFoundError: when a digest is not stored content (upload it first).
+            InvalidArgumentError: when a size differs from the stored content's.
+            ConflictError: when the run is not running.
+        """
+        names = [_check_artifact_path(f.name) for f in files]
+        require_stored(self._objects, files, "artifact")
+        stored = [StoredFile(n, f.size, f.digest) for n, f in zip(names, files, strict=True)]
+        with self._metadata.write() as conn:
+            require_running(conn, run_id)
+            insert_artifacts(conn, run_id, stored)
+        return [RunArtifact(f.name, f.digest, f.size) for f in stored]
+
+    def link_input(self, run_id: str, dataset_ref: str) -> None:
+        """Record that a run consumed a dataset version (what ``use_dataset`` writes).
+
+        Raises:
+            DatasetNotFoundError: when the reference names no version.
+        """
+        self._link_input(run_id, dataset_ref)
 
     def _link_input(self, run_id: str, dataset_ref: str) -> None:
         # name@latest or a label becomes the numbered version it means now: lineage must
@@ -522,7 +523,7 @@ class ActiveRun:
         """
         if self._ended:
             self._check_open()
-        key, number = _check_key(key), _value(key, value)
+        key, number = check_key(key), _value(key, value)
         moment = time.time() if timestamp is None else timestamp
         with self._lock:
             at = self._next_step(key, step)
@@ -537,7 +538,7 @@ class ActiveRun:
         """Record one point of several metrics at the same step and time."""
         self._check_open()
         moment = time.time() if timestamp is None else timestamp
-        checked = [(_check_key(k), _value(k, v)) for k, v in metrics.items()]
+        checked = [(check_key(k), _value(k, v)) for k, v in metrics.items()]
         with self._lock:
             for key, number in checked:
                 self._buffer.append((key, self._next_step(key, step), moment, number))
@@ -739,7 +740,8 @@ class ActiveRun:
             self.end("failed")
 
 
-def _check_key(key: object) -> str:
+def check_key(key: object) -> str:
+    """A param, tag or metric key as given, once checked (non-empty text, no NUL, not too long)."""
     if not isinstance(key, str) or not key or len(key) > MAX_KEY or "\0" in key:
         raise InvalidArgumentError(
             f"key {key!r} must be a non-empty string of at most {MAX_KEY} characters"
@@ -747,7 +749,8 @@ def _check_key(key: object) -> str:
     return key
 
 
-def _param_text(value: Any) -> str:
+def param_text(value: Any) -> str:
+    """A param value as the text it is stored as (refused over ``MAX_PARAM`` characters)."""
     text = (
         value
         if isinstance(value, str)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -22,13 +23,13 @@ ROLE_USERS = {"viewer": "vic", "editor": "eddie", "approver": "april", "admin": 
 class ApiServer:
     """create_app(project) under uvicorn in a thread, on a free 127.0.0.1 port."""
 
-    def __init__(self, project: Shipyard, *, auth: bool) -> None:
+    def __init__(self, project: Shipyard, *, auth: bool, **options: Any) -> None:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(128)
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.app = create_app(project, auth=auth)
+        self.app = create_app(project, auth=auth, **options)
         config = uvicorn.Config(self.app, lifespan="on", access_log=False, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})

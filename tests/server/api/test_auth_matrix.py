@@ -30,6 +30,10 @@ _PARAMS = {
     "name": "m1",
     "alias": "staging",
     "version": "1",
+    "label": "golden",
+    "digest": "blake3:" + "0" * 64,
+    "deployment_id": "0" * 32,
+    "stage": "staging",
 }
 _BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/runs"): {"experiment": "matrix"},
@@ -41,8 +45,34 @@ _BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/promotions/{request_id}/reject"): {},
     ("POST", "/api/v1/users"): {"name": "newcomer", "roles": ["viewer"]},
     ("POST", "/api/v1/tokens"): {"user": "nobody"},
+    ("POST", "/api/v1/users/{name}/grant"): {"roles": ["viewer"]},
+    ("POST", "/api/v1/predictions/{name}/feedback"): {"labels": {"r1": 1}},
+    ("POST", "/api/v1/users/{name}/revoke"): {"roles": ["viewer"]},
+    ("POST", "/api/v1/blobs/missing"): {"digests": []},
+    ("POST", "/api/v1/runs/{run_id}/artifacts"): {
+        "files": [{"path": "a.txt", "digest": "blake3:" + "0" * 64, "size": 1}]
+    },
+    ("POST", "/api/v1/runs/{run_id}/inputs"): {"dataset": "d@1"},
+    ("POST", "/api/v1/datasets/{name}/versions"): {
+        "files": [{"path": "a.txt", "digest": "blake3:" + "0" * 64, "size": 1}]
+    },
+    ("PUT", "/api/v1/datasets/{name}/labels/{label}"): {"version": 1},
+    ("POST", "/api/v1/models/{name}/versions"): {
+        "files": [{"path": "a.txt", "digest": "blake3:" + "0" * 64, "size": 1}],
+        "flavor": "sklearn",
+        "onnx": {"status": "unavailable"},
+    },
+    ("PUT", "/api/v1/models/{name}/stages/{stage}"): {"version": 1},
 }
-_QUERY = {("GET", "/api/v1/runs/{run_id}/metric-history"): {"key": "loss"}}
+_QUERY = {
+    ("GET", "/api/v1/runs/{run_id}/metric-history"): {"key": "loss"},
+    ("GET", "/api/v1/dataset-versions"): {"reference": "d@1"},
+    ("GET", "/api/v1/model-versions"): {"reference": "m1@1"},
+    ("GET", "/api/v1/lineage"): {"kind": "run", "id": "0" * 32},
+    ("GET", "/api/v1/lineage/kinds"): {"id": "m1@1"},
+}
+_QUERY[("GET", "/api/v1/pipelines/runs/{run_id}/logs")] = {"task": "train-0"}
+_QUERY[("GET", "/api/v1/monitoring/runs")] = {"model": "m1"}
 
 
 def _request(client: httpx.Client, method: str, template: str) -> httpx.Response:

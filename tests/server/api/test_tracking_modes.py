@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from shipyard.client import RemoteProject
+from shipyard.domain.lineage import Node
 from shipyard.errors import ConflictError, InvalidArgumentError, NotFoundError
 
 from .conftest import Team
@@ -102,6 +104,56 @@ def test_search_filters_and_orders(runs: Any) -> None:
     assert [r.params["depth"] for r in page] == ["7", "5"]
     with pytest.raises(InvalidArgumentError):
         runs.search("search", filter="metrics.auc >>> 1")
+
+
+def test_artifacts_go_in_by_content_and_come_back_verified(runs: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "plots"
+    (folder / "deep").mkdir(parents=True)
+    (folder / "a.txt").write_text("alpha")
+    (folder / "deep" / "b.bin").write_bytes(os.urandom(300_000))
+    with runs.start_run("files", capture=False) as run:
+        run.log_artifact(folder, "charts")
+        run.log_dict({"auc": 0.9}, "metrics/summary.json")
+        run.log_text("same words", "notes/1.txt")
+        run.log_text("same words", "notes/2.txt")  # same content, stored once
+    listed = runs.artifacts(run.id)
+    assert [a.path for a in listed] == [
+        "charts/a.txt",
+        "charts/deep/b.bin",
+        "metrics/summary.json",
+        "notes/1.txt",
+        "notes/2.txt",
+    ]
+    assert listed[3].digest == listed[4].digest
+    assert runs.read_artifact(run.id, "charts/a.txt") == b"alpha"
+    assert json.loads(runs.read_artifact(run.id, "metrics/summary.json")) == {"auc": 0.9}
+    written = runs.download_artifacts(run.id, tmp_path / "out", "charts/deep")
+    assert [p.relative_to(tmp_path / "out").as_posix() for p in written] == ["charts/deep/b.bin"]
+    assert written[0].read_bytes() == (folder / "deep" / "b.bin").read_bytes()
+    with pytest.raises(NotFoundError, match=r"nothing\.txt"):
+        runs.read_artifact(run.id, "nothing.txt")
+
+
+def test_artifact_paths_that_climb_out_are_refused(runs: Any, tmp_path: Path) -> None:
+    (tmp_path / "f.txt").write_text("x")
+    with runs.start_run("files", capture=False) as run:
+        for bad in ("../escape.txt", "a/../../b.txt", "a\\b.txt", "./a.txt"):
+            with pytest.raises(InvalidArgumentError):
+                run.log_text("x", bad)
+    assert runs.artifacts(run.id) == []
+
+
+def test_use_dataset_links_the_version_the_reference_means_now(
+    runs: Any, team: Team, tmp_path: Path
+) -> None:
+    (tmp_path / "d.csv").write_text("a,b\n1,2\n")
+    team.project.datasets.add("inputs", tmp_path / "d.csv")
+    with runs.start_run("lineage", capture=False) as run:
+        run.use_dataset("inputs@latest")
+        with pytest.raises(NotFoundError, match="nope"):
+            run.use_dataset("nope@1")
+    graph = team.project.lineage.graph(Node("run", run.id))
+    assert [(e.source.id, e.relation) for e in graph.upstream] == [("inputs@1", "consumed_by")]
 
 
 def test_an_unknown_run_is_not_found(runs: Any) -> None:

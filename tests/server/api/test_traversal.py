@@ -84,6 +84,9 @@ _PATH_FIELDS = (
     ("PUT", "/api/v1/models/m1/aliases/{}", {"version": 1}),
     ("POST", "/api/v1/promotions/{}/approve", {}),
     ("DELETE", "/api/v1/tokens/{}", None),
+    ("GET", "/api/v1/blobs/{}", None),
+    ("HEAD", "/api/v1/blobs/{}", None),
+    ("PUT", "/api/v1/blobs/{}", None),
 )
 _QUERY_FIELDS = (
     ("/api/v1/runs", "experiment"),
@@ -92,6 +95,16 @@ _QUERY_FIELDS = (
     ("/api/v1/deployments", "name"),
     ("/api/v1/pipelines/runs", "pipeline"),
     ("/api/v1/tokens", "user"),
+    ("/api/v1/dataset-versions", "reference"),
+    ("/api/v1/model-versions", "reference"),
+    ("/api/v1/lineage/kinds", "id"),
+)
+_FAKE = "blake3:" + "0" * 64
+# Routes whose body names files inside a run or a version, by digest: the names are checked.
+_FILE_FIELDS = (
+    ("/api/v1/runs/" + "0" * 32 + "/artifacts", {}),
+    ("/api/v1/datasets/d/versions", {}),
+    ("/api/v1/models/m/versions", {"flavor": "sklearn", "onnx": {"status": "unavailable"}}),
 )
 _BODY_FIELDS = (
     ("POST", "/api/v1/runs", "experiment", {}),
@@ -142,9 +155,13 @@ def test_traversal_spellings_get_a_4xx_and_never_the_canary(team: Team, tmp_path
             send("GET", f"{path}?{name}={quote(spelling, safe='')}", None)
         for method, path, name, rest in _BODY_FIELDS:
             send(method, path, rest | {name: spelling})
+        for path, rest in _FILE_FIELDS:
+            send("POST", path, rest | {"files": [{"path": spelling, "digest": _FAKE, "size": 1}]})
     conn.close()
+    print(f"\n{len(spellings)} spellings, {sent} requests, {len(wrong)} wrong")  # with -s
     assert not wrong, f"{len(wrong)} of {sent} answers were wrong:\n" + "\n".join(wrong[:30])
-    assert sent > 300 * (len(_PATH_FIELDS) + len(_QUERY_FIELDS) + len(_BODY_FIELDS))
+    fields = len(_PATH_FIELDS) + len(_QUERY_FIELDS) + len(_BODY_FIELDS) + len(_FILE_FIELDS)
+    assert sent > 300 * fields
     assert secret not in canary.read_text().replace(secret, "") and canary.read_text() == secret
 
 

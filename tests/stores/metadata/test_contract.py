@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Column, MetaData, String, Table, func, select
 
-from shipyard.errors import SettingsError, StoreUnavailableError
+from shipyard.errors import InvalidArgumentError, SettingsError, StoreUnavailableError
 from shipyard.stores.metadata import SqlMetadataStore
 from shipyard.stores.metadata import schema as schema_module
 from shipyard.stores.metadata.schema import audit_log, lineage_edges, schema_history
@@ -193,3 +193,40 @@ def test_the_migration_chain_builds_exactly_the_declared_schema(metadata_uri: st
         differences = compare_metadata(context, schema_module.metadata)
     store.close()
     assert differences == []
+
+
+def test_a_value_the_database_cannot_hold_is_refused_and_nothing_is_written(
+    metadata_uri: str,
+) -> None:
+    # PostgreSQL cannot hold a NUL in text; SQLite can. Either the value is stored as given,
+    # or the write is refused as bad input and none of the transaction is kept.
+    store = SqlMetadataStore(metadata_uri)
+    good = {
+        "id": "b" * 32,
+        "from_kind": "run",
+        "from_id": "1",
+        "to_kind": "run",
+        "to_id": "2",
+        "relation": "produced",
+        "created_at": datetime.now(UTC),
+        "created_by": "alice",
+    }
+    bad = good | {"id": "c" * 32, "created_by": "ali\x00ce"}
+    try:
+        if store.dialect == "postgresql":
+            with (
+                pytest.raises(InvalidArgumentError, match="nothing was written"),
+                store.write() as conn,
+            ):
+                conn.execute(lineage_edges.insert().values(**good))
+                conn.execute(lineage_edges.insert().values(**bad))
+            with store.read() as conn:
+                assert conn.execute(select(func.count()).select_from(lineage_edges)).scalar() == 0
+        else:
+            with store.write() as conn:
+                conn.execute(lineage_edges.insert().values(**bad))
+            with store.read() as conn:
+                found = conn.execute(select(lineage_edges.c.created_by)).scalar()
+            assert found == "ali\x00ce"
+    finally:
+        store.close()

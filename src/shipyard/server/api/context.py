@@ -7,9 +7,12 @@ from dataclasses import dataclass
 
 from shipyard.app import Shipyard
 from shipyard.domain.models import ROLES
+from shipyard.services.datasets import DatasetService
+from shipyard.services.models import ModelService
 from shipyard.services.registry import RegistryService
 from shipyard.services.runs import RunService
 from shipyard.services.tokens import Identity, TokenService
+from shipyard.services.transfers import DEFAULT_UPLOAD_LIMIT, TransferService
 from shipyard.services.users import UserService
 
 __all__ = ["ActorServices", "ApiContext", "Caller"]
@@ -20,6 +23,8 @@ class ActorServices:
     """The services whose writes record an actor, bound to one user."""
 
     runs: RunService
+    datasets: DatasetService
+    models: ModelService
     registry: RegistryService
     users: UserService
     tokens: TokenService
@@ -36,9 +41,18 @@ class Caller:
 class ApiContext:
     """The project behind the API and the per-user services, built once per user."""
 
-    def __init__(self, project: Shipyard, *, auth: bool) -> None:
+    def __init__(
+        self, project: Shipyard, *, auth: bool, upload_limit: int = DEFAULT_UPLOAD_LIMIT
+    ) -> None:
         self.project = project
         self.auth = auth
+        self.transfers = TransferService(
+            project.metadata,
+            project.content,
+            project.objects,
+            scratch=project.settings.state_dir / "tmp" / "uploads",
+            limit=upload_limit,
+        )
         # Without auth (loopback only) every request acts as the server's own user.
         self.local = Identity(project.user, frozenset(ROLES), None)
         self._bound: dict[str, ActorServices] = {}
@@ -75,6 +89,28 @@ class ApiContext:
             user=user,
             scratch=state / "tmp",
         )
+        datasets = DatasetService(
+            p.metadata,
+            p.content,
+            p.objects,
+            p.audit,
+            user=user,
+            scratch=state / "tmp",
+            cache=state / "cache" / "datasets",
+        )
+        models = ModelService(
+            p.metadata,
+            p.content,
+            p.objects,
+            registry,
+            scratch=state / "tmp",
+            cache=state / "cache" / "models",
+        )
         return ActorServices(
-            runs, registry, users, TokenService(p.metadata, p.audit, users, actor=user)
+            runs,
+            datasets,
+            models,
+            registry,
+            users,
+            TokenService(p.metadata, p.audit, users, actor=user),
         )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -11,14 +12,23 @@ from shipyard.domain.references import MAX_NAME_LENGTH
 from shipyard.services.runs import MAX_KEY, MAX_PARAM
 
 __all__ = [
+    "MAX_INT32",
     "NAME_PATTERN",
     "AliasBody",
+    "ArtifactsBody",
+    "DatasetVersionBody",
     "DecisionBody",
     "EndRunBody",
+    "FeedbackBody",
+    "InputBody",
+    "LabelBody",
     "LogBatchBody",
     "MetricBody",
+    "MissingBody",
+    "ModelVersionBody",
     "NamePath",
     "PromotionBody",
+    "RolesBody",
     "RunCreateBody",
     "RunIdPath",
     "TokenBody",
@@ -32,6 +42,10 @@ Key = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY, pattern
 Text = Annotated[str, StringConstraints(max_length=MAX_PARAM, pattern=r"^[^\x00]*$")]
 Id = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 MAX_BATCH = 100_000
+# The largest value of the store's INTEGER columns (versions, pids): PostgreSQL's int4.
+MAX_INT32 = 2**31 - 1
+# Free text without NUL: PostgreSQL's text columns cannot hold one (a 500 before).
+NO_NUL = r"^[^\x00]*$"
 
 
 class _Body(BaseModel):
@@ -46,7 +60,7 @@ class RunCreateBody(_Body):
     parent_id: Id | None = None
     tags: dict[Key, Text] = Field(default_factory=dict, max_length=1000)
     host: Annotated[str, StringConstraints(max_length=255, pattern=r"^[A-Za-z0-9_.\-]*$")] = ""
-    pid: Annotated[int, Field(ge=0, le=2**31)] = 0
+    pid: Annotated[int, Field(ge=0, le=MAX_INT32)] = 0
 
 
 class MetricBody(_Body):
@@ -75,7 +89,7 @@ class EndRunBody(_Body):
 class AliasBody(_Body):
     """Point an alias at a version."""
 
-    version: Annotated[int, Field(ge=1, le=2**31)]
+    version: Annotated[int, Field(ge=1, le=MAX_INT32)]
 
 
 class PromotionBody(_Body):
@@ -83,13 +97,13 @@ class PromotionBody(_Body):
 
     reference: Annotated[str, StringConstraints(max_length=300, pattern=r"^[A-Za-z0-9_.@\-]+$")]
     to: Name
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=NO_NUL)]
 
 
 class DecisionBody(_Body):
     """An approver's comment on a request."""
 
-    comment: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    comment: Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)] | None = None
 
 
 class UserBody(_Body):
@@ -107,9 +121,104 @@ class TokenBody(_Body):
     user: Name
     name: Name = "default"
     expires_in_days: Annotated[int, Field(ge=1, le=3650)] | None = None
+    expires_in_seconds: Annotated[int, Field(ge=1, le=3650 * 86400)] | None = None
+
+
+class RolesBody(_Body):
+    """Roles to grant or revoke."""
+
+    roles: list[Annotated[str, StringConstraints(pattern=r"^(viewer|editor|approver|admin)$")]] = (
+        Field(min_length=1, max_length=4)
+    )
 
 
 # Path and query parameters: checked before any handler runs.
 RunIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
 NamePath = Annotated[str, Path(pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)]
-VersionPath = Annotated[int, Path(ge=1, le=2**31)]
+VersionPath = Annotated[int, Path(ge=1, le=MAX_INT32)]
+
+
+class MissingBody(_Body):
+    """Digests a client is about to upload; the answer names those the server lacks."""
+
+    digests: list[Annotated[str, StringConstraints(pattern=r"^blake3:[0-9a-f]{64}$")]] = Field(
+        max_length=10_000
+    )
+
+
+Digest = Annotated[str, StringConstraints(pattern=r"^blake3:[0-9a-f]{64}$")]
+
+
+class ArtifactFileBody(_Body):
+    """A file uploaded by digest, and its path inside the run."""
+
+    path: Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[^\x00\\]+$")]
+    digest: Digest
+    size: Annotated[int, Field(ge=0, le=2**50)]
+
+
+class ArtifactsBody(_Body):
+    """Files to record as a run's artifacts (their content uploaded to /blobs first)."""
+
+    files: list[ArtifactFileBody] = Field(min_length=1, max_length=100_000)
+
+
+class InputBody(_Body):
+    """A dataset version a run consumed: ``name@N``, ``name@latest`` or ``name@label``."""
+
+    dataset: Annotated[
+        str, StringConstraints(min_length=3, max_length=300, pattern=r"^[^\x00/\\]+$")
+    ]
+
+
+class DatasetVersionBody(_Body):
+    """A dataset version from uploaded files: the client profiled the table where it is."""
+
+    files: list[ArtifactFileBody] = Field(min_length=1, max_length=1_000_000)
+    format: Annotated[str, StringConstraints(pattern=r"^(csv|parquet|jsonl|arrow)$")] | None = None
+    profile: dict[str, Any] | None = None
+    key: list[Name] = Field(default_factory=list, max_length=100)
+    description: Annotated[str, StringConstraints(max_length=100_000)] | None = None
+    owner: Text | None = None
+    license: Text | None = None
+    source_uri: Annotated[str, StringConstraints(max_length=4096)] | None = None
+    fetched_at: datetime | None = None
+    tags: dict[Key, Text] = Field(default_factory=dict, max_length=1000)
+
+
+class LabelBody(_Body):
+    """Point a label at a version."""
+
+    version: Annotated[int, Field(ge=1, le=MAX_INT32)]
+
+
+class OnnxReportBody(_Body):
+    """What the ONNX export and its parity check gave."""
+
+    status: Annotated[str, StringConstraints(pattern=r"^(attached|rejected|unavailable)$")]
+    max_diff: float | None = None
+    reason: Annotated[str, StringConstraints(max_length=4000)] | None = None
+
+
+class ModelVersionBody(_Body):
+    """A model version from uploaded files: the client prepared the model where it trained."""
+
+    files: list[ArtifactFileBody] = Field(min_length=1, max_length=10_000)
+    flavor: Name
+    signature: dict[str, Any] | None = None
+    requirements: list[Annotated[str, StringConstraints(max_length=300)]] = Field(
+        default_factory=list, max_length=1000
+    )
+    onnx: OnnxReportBody
+    run_id: Id | None = None
+    description: Annotated[str, StringConstraints(max_length=100_000)] | None = None
+    tags: dict[Key, Text] = Field(default_factory=dict, max_length=1000)
+
+
+class FeedbackBody(_Body):
+    """Ground-truth labels by request id (any JSON value but null)."""
+
+    labels: dict[Annotated[str, StringConstraints(min_length=1, max_length=200)], Any] = Field(
+        min_length=1, max_length=100_000
+    )
+    deployment_id: Id | None = None

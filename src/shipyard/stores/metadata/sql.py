@@ -25,10 +25,15 @@ from sqlalchemy import Connection, Engine, Table, create_engine, event, select, 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DataError, NoSuchModuleError, OperationalError
 
 from shipyard.domain.ids import utcnow
-from shipyard.errors import MissingDependencyError, SettingsError, StoreUnavailableError
+from shipyard.errors import (
+    InvalidArgumentError,
+    MissingDependencyError,
+    SettingsError,
+    StoreUnavailableError,
+)
 from shipyard.stores.metadata.schema import digest_columns, schema_history
 
 __all__ = ["MigrationStatus", "SqlMetadataStore", "redact_url"]
@@ -108,6 +113,8 @@ class SqlMetadataStore:
                 yield conn
         except OperationalError as exc:
             raise StoreUnavailableError(self.uri, str(exc.orig)) from None
+        except DataError as exc:
+            raise _refused_value(exc) from None
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
@@ -124,6 +131,8 @@ class SqlMetadataStore:
                     yield conn
         except OperationalError as exc:
             raise StoreUnavailableError(self.uri, str(exc.orig)) from None
+        except DataError as exc:
+            raise _refused_value(exc) from None
 
     def lock(self, conn: Connection, name: str) -> None:
         """Serialise writers of ``name`` until the transaction of ``conn`` ends.
@@ -373,3 +382,12 @@ def redact_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return url
+
+
+def _refused_value(error: DataError) -> InvalidArgumentError:
+    # A value the database cannot hold (a NUL in text or an integer out of range on
+    # PostgreSQL) is the caller's input, not a broken store: the write rolled back.
+    reason = str(error.orig).strip().splitlines()[0] if error.orig else "invalid value"
+    return InvalidArgumentError(
+        f"the metadata store refused a value: {reason}; nothing was written"
+    )

@@ -5,11 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from shipyard.server.api.routes import (
+    artifacts,
     audit,
+    blobs,
     datasets,
     deployments,
+    lineage,
     models,
+    monitoring,
     pipelines,
+    predictions,
     runs,
     system,
     users,
@@ -20,10 +25,15 @@ __all__ = ["ROUTERS"]
 ROUTERS: tuple[APIRouter, ...] = (
     system.router,
     runs.router,
+    artifacts.router,
     models.router,
     audit.router,
+    blobs.router,
     datasets.router,
     deployments.router,
+    lineage.router,
     pipelines.router,
+    predictions.router,
+    monitoring.router,
     users.router,
 )

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 
+from shipyard.domain.models import Signature
 from shipyard.domain.references import validate_name
 from shipyard.server.api.auth import caller
 from shipyard.server.api.context import Caller
@@ -15,10 +16,12 @@ from shipyard.server.api.schemas import (
     NAME_PATTERN,
     AliasBody,
     DecisionBody,
+    ModelVersionBody,
     NamePath,
     PromotionBody,
     VersionPath,
 )
+from shipyard.services.objects import StoredFile
 
 __all__ = ["router"]
 
@@ -45,6 +48,39 @@ def get_version(name: NamePath, version: VersionPath, who: Who) -> JSONResponse:
     """One version of a model."""
     validate_name(name, what="model name")
     return JSONResponse(who.services.registry.resolve(f"{name}@{version}").to_dict())
+
+
+@router.post("/models/{name}/versions", status_code=201)
+def register_version(name: NamePath, body: ModelVersionBody, who: Who) -> JSONResponse:
+    """Register the next version from uploaded files (upload their content to /blobs first)."""
+    version = who.services.models.register_stored(
+        name,
+        [StoredFile(f.path, f.size, f.digest) for f in body.files],
+        flavor=body.flavor,
+        signature=None if body.signature is None else Signature.from_dict(body.signature),
+        requirements=body.requirements,
+        onnx=body.onnx.model_dump(),
+        run_id=body.run_id,
+        description=body.description,
+        tags=body.tags,
+    )
+    return JSONResponse(version.to_dict(), 201)
+
+
+@router.get("/model-versions")
+def resolve_version(
+    who: Who,
+    reference: Annotated[str, Query(min_length=3, max_length=300, pattern=r"^[A-Za-z0-9_.@\-]+$")],
+) -> JSONResponse:
+    """The version ``name@N``, ``name@latest``, ``name@ALIAS`` or ``name@STAGE`` means now."""
+    return JSONResponse(who.services.registry.resolve(reference).to_dict())
+
+
+@router.put("/models/{name}/stages/{stage}")
+def set_stage(name: NamePath, stage: NamePath, body: AliasBody, who: Who) -> JSONResponse:
+    """Move a version to an unprotected stage (protected ones need a promotion request)."""
+    validate_name(name, what="model name")
+    return JSONResponse(who.services.registry.set_stage(f"{name}@{body.version}", stage).to_dict())
 
 
 @router.put("/models/{name}/aliases/{alias}")
@@ -88,3 +124,9 @@ def approve_promotion(request_id: RequestId, body: DecisionBody, who: Who) -> JS
 def reject_promotion(request_id: RequestId, body: DecisionBody, who: Who) -> JSONResponse:
     """Reject a request."""
     return JSONResponse(who.services.registry.reject(request_id, body.comment).to_dict())
+
+
+@router.post("/promotions/{request_id}/cancel")
+def cancel_promotion(request_id: RequestId, who: Who) -> JSONResponse:
+    """Withdraw a pending request (its requester, or an admin)."""
+    return JSONResponse(who.services.registry.cancel(request_id).to_dict())

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from shipyard.server.api.auth import caller
 from shipyard.server.api.context import Caller
 from shipyard.server.api.policy import API_PREFIX
-from shipyard.server.api.schemas import NAME_PATTERN, TokenBody, UserBody
+from shipyard.server.api.schemas import NAME_PATTERN, NamePath, RolesBody, TokenBody, UserBody
 
 __all__ = ["router"]
 
@@ -32,6 +32,18 @@ def create_user(body: UserBody, who: Who) -> JSONResponse:
     return JSONResponse(who.services.users.create(body.name, body.roles).to_dict(), 201)
 
 
+@router.post("/users/{name}/grant")
+def grant_roles(name: NamePath, body: RolesBody, who: Who) -> JSONResponse:
+    """Give a user roles."""
+    return JSONResponse(who.services.users.grant(name, body.roles).to_dict())
+
+
+@router.post("/users/{name}/revoke")
+def revoke_roles(name: NamePath, body: RolesBody, who: Who) -> JSONResponse:
+    """Take roles from a user (the last admin keeps theirs)."""
+    return JSONResponse(who.services.users.revoke(name, body.roles).to_dict())
+
+
 @router.get("/tokens")
 def list_tokens(
     who: Who, user: Annotated[str | None, Query(pattern=NAME_PATTERN, max_length=128)] = None
@@ -43,10 +55,13 @@ def list_tokens(
 @router.post("/tokens", status_code=201)
 def create_token(body: TokenBody, who: Who) -> JSONResponse:
     """Create a token; the answer holds its secret, shown this once."""
-    days = body.expires_in_days
-    token, secret = who.services.tokens.create(
-        body.user, body.name, expires_in=timedelta(days=days) if days else None
-    )
+    if body.expires_in_seconds is not None:
+        lifetime: timedelta | None = timedelta(seconds=body.expires_in_seconds)
+    elif body.expires_in_days is not None:
+        lifetime = timedelta(days=body.expires_in_days)
+    else:
+        lifetime = None
+    token, secret = who.services.tokens.create(body.user, body.name, expires_in=lifetime)
     return JSONResponse({**token.to_dict(), "secret": secret}, 201)
 
 

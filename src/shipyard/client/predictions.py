@@ -1,0 +1,65 @@
+"""The prediction log over HTTP: read it (and query it with DuckDB here), send labels."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from shipyard.client.http import ApiClient
+from shipyard.domain.references import validate_name
+from shipyard.errors import NotSupportedError
+from shipyard.services.predictions import PredictionLog, PredictionService
+
+__all__ = ["RemotePredictionService"]
+
+
+class RemotePredictionService(PredictionService):
+    """The prediction service of a remote project.
+
+    ``read``, ``sql``, ``feedback`` and ``feedback_file`` as locally: ``sql`` and
+    ``feedback_file`` are the local code over the other two.
+    """
+
+    def __init__(self, client: ApiClient) -> None:  # no store here: the server holds the log
+        self._client = client
+
+    def log(self, *, deployment_id: str, name: str, **options: Any) -> PredictionLog:
+        """Not here: a model server writes its log into its own project's store."""
+        raise NotSupportedError("remote mode", "writing a prediction log (serve locally)")
+
+    def read(
+        self,
+        name: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        deployment_id: str | None = None,
+    ) -> Any:
+        """The logged rows of a model as a ``pyarrow.Table`` (see ``PredictionService.read``)."""
+        import pyarrow as pa
+
+        validate_name(name, what="model name")
+        params: dict[str, str] = {}
+        if since is not None:
+            params["since"] = since.isoformat()
+        if until is not None:
+            params["until"] = until.isoformat()
+        if deployment_id is not None:
+            params["deployment_id"] = deployment_id
+        with self._client.stream("GET", f"/predictions/{name}", params=params) as answer:
+            data = answer.read()
+        return pa.ipc.open_stream(data).read_all()
+
+    def feedback(
+        self, name: str, labels: Mapping[str, Any], *, deployment_id: str | None = None
+    ) -> int:
+        """Store ground-truth labels by request id, on the server."""
+        validate_name(name, what="model name")
+        body = {"labels": dict(labels), "deployment_id": deployment_id}
+        answer = self._client.call("POST", f"/predictions/{name}/feedback", body=body)
+        return int(answer["stored"])
+
+    def _require_model(self, name: str) -> None:
+        # The server checks the model when the labels arrive (404 for an unknown one).
+        validate_name(name, what="model name")
