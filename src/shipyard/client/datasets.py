@@ -22,16 +22,16 @@ from shipyard.domain.datasets import content_digest as identity_of
 from shipyard.domain.profiles import TableProfile
 from shipyard.domain.records import from_record
 from shipyard.domain.references import validate_name
-from shipyard.errors import InvalidArgumentError, NotFoundError, NotSupportedError
+from shipyard.errors import NotFoundError, NotSupportedError
 from shipyard.services.datasets import (
-    TABLE_FORMATS,
     AddResult,
     DatasetService,
     Progress,
-    check_tags,
+    check_add,
     table_format_of,
 )
-from shipyard.services.objects import ObjectService, StoredFile, check_relative_path
+from shipyard.services.hashing import check_relative_paths, names_of
+from shipyard.services.objects import ObjectService, StoredFile
 from shipyard.services.sources import resolve_source
 
 __all__ = ["RemoteDatasetService", "RemoteObjects"]
@@ -90,17 +90,10 @@ class RemoteDatasetService(DatasetService):
 
         The source is read here; only content the server lacks is uploaded.
         """
-        validate_name(name, what="dataset name")
-        card_tags = check_tags(tags)
-        keys = (key,) if isinstance(key, str) else tuple(key or ())
-        if format is not None and format not in TABLE_FORMATS:
-            raise InvalidArgumentError(
-                f"unknown table format {format!r}; use csv, parquet, jsonl or arrow"
-            )
+        card_tags, keys = check_add(name, tags, key, format)
         self._scratch.mkdir(parents=True, exist_ok=True)
         with resolve_source(source, sql=sql, db=db, scratch=self._scratch) as resolved:
-            for local in resolved.files:
-                check_relative_path(local.name)
+            check_relative_paths(names_of(resolved.files))
             if progress is not None:
                 progress("hash", 0, len(resolved.files))
             stored = hash_files(resolved.files)

@@ -53,6 +53,7 @@ __all__ = [
     "AddResult",
     "DatasetHandle",
     "DatasetService",
+    "check_add",
     "check_tags",
     "table_format_of",
 ]
@@ -149,13 +150,7 @@ class DatasetService:
             InvalidNameError: for a bad name.
             SourceError: when the source cannot be read (missing, unreachable, malformed).
         """
-        validate_name(name, what="dataset name")
-        card_tags = check_tags(tags)
-        keys = (key,) if isinstance(key, str) else tuple(key or ())
-        if format is not None and format not in TABLE_FORMATS:
-            raise InvalidArgumentError(
-                f"unknown table format {format!r}; use csv, parquet, jsonl or arrow"
-            )
+        card_tags, keys = check_add(name, tags, key, format)
         with resolve_source(source, sql=sql, db=db, scratch=self._scratch) as resolved:
             files = resolved.files
             check_relative_paths(names_of(files))
@@ -735,6 +730,21 @@ class DatasetHandle:
         except ModuleNotFoundError:
             raise MissingDependencyError("polars", "polars") from None
         return polars.from_arrow(self.to_arrow())
+
+
+def check_add(
+    name: str,
+    tags: Mapping[str, str] | None,
+    key: Sequence[str] | str | None,
+    format: str | None,
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The card tags and key columns of an add, checked; refuses a bad name or format."""
+    validate_name(name, what="dataset name")
+    if format is not None and format not in TABLE_FORMATS:
+        raise InvalidArgumentError(
+            f"unknown table format {format!r}; use csv, parquet, jsonl or arrow"
+        )
+    return check_tags(tags), (key,) if isinstance(key, str) else tuple(key or ())
 
 
 def check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
