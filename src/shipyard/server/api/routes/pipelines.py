@@ -6,7 +6,6 @@ the client, and the bytes are streamed as stored (verified against the digest as
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -19,7 +18,6 @@ from shipyard.server.api.context import ApiContext, Caller
 from shipyard.server.api.policy import API_PREFIX
 from shipyard.server.api.schemas import NAME_PATTERN
 from shipyard.services.pipelines import PipelineService
-from shipyard.stores.artifacts.content import VerifiedReader
 
 __all__ = ["TASK_KEY_PATTERN", "router"]
 
@@ -29,7 +27,6 @@ Who = Annotated[Caller, Depends(caller)]
 PipelineRunId = Annotated[str, Path(pattern=r"^[0-9a-f]{6,32}$")]
 # Task keys are ``name-N`` with the task's (function) name, ``<lambda>`` too; never a path.
 TASK_KEY_PATTERN = r"^[A-Za-z0-9_<][A-Za-z0-9_.<>\-]*$"
-_CHUNK = 64 * 1024
 
 
 def _pipelines(request: Request) -> PipelineService:
@@ -84,14 +81,8 @@ def task_logs(
     digest = found[0].log_digest
     context: ApiContext = request.app.state.context
     # Opened before the answer starts, so a missing blob is a 404 and not a cut body.
-    chunks = iter(()) if digest is None else _stream(context.project.content.open(digest))
+    chunks = iter(()) if digest is None else context.transfers.open(digest).pieces
     return StreamingResponse(chunks, media_type="text/plain; charset=utf-8")
-
-
-def _stream(reader: VerifiedReader) -> Iterator[bytes]:
-    with reader:
-        while chunk := reader.read(_CHUNK):
-            yield chunk
 
 
 @router.post("/pipelines/runs/{run_id}/cancel")
