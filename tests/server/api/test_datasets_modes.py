@@ -165,6 +165,16 @@ def test_sy_services_go_to_the_server(team: Team, tmp_path: Path) -> None:
         "    sy.predictions.read('nothing-logged')\n"
         "except sy.NotFoundError as exc:\n"
         "    print('not found:', exc)\n"
+        "@sy.task\n"
+        "def one() -> int:\n"
+        "    return 1\n"
+        "@sy.pipeline\n"
+        "def flow() -> int:\n"
+        "    return one()\n"
+        "try:\n"
+        "    flow()\n"
+        "except sy.NotSupportedError as exc:\n"
+        "    print('refused:', exc)\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
     env.update(SHIPYARD_URI=team.url, SHIPYARD_TOKEN=team.tokens["editor"])
@@ -181,5 +191,6 @@ def test_sy_services_go_to_the_server(team: Team, tmp_path: Path) -> None:
     assert lines[0] == "sdk@1 2"
     assert lines[1] == "RemoteModelService RemoteRegistryService"
     assert lines[2].startswith("not found:") and "nothing-logged" in lines[2]
+    assert lines[3].startswith("refused:") and "SHIPYARD_URI" in lines[3]
     assert team.project.datasets.resolve("sdk@1").created_by == "eddie"
     assert not (tmp_path / ".shipyard").exists()
