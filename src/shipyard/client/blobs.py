@@ -7,6 +7,7 @@ digest as they arrive; a file appears at its destination only once it is verifie
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -14,12 +15,16 @@ from blake3 import blake3
 
 from shipyard.client.http import ApiClient
 from shipyard.domain.digests import format_digest, parse_digest
-from shipyard.errors import CorruptBlobError
+from shipyard.errors import ConflictError, CorruptBlobError
 from shipyard.services.objects import LocalFile, StoredFile
 from shipyard.services.transfers import MAX_DIGESTS
 from shipyard.stores.artifacts.content import CHUNK, hash_file
 
-__all__ = ["RemoteBlobs", "hash_files"]
+__all__ = ["BATCH_BYTES", "BATCH_FILES", "BATCH_FILE_MAX", "RemoteBlobs", "hash_files"]
+
+BATCH_FILE_MAX = 4 * 1024 * 1024  # files up to this size go many to a request
+BATCH_FILES = 2_000
+BATCH_BYTES = 64 * 1024 * 1024
 
 
 class RemoteBlobs:
@@ -47,17 +52,45 @@ class RemoteBlobs:
     def upload_missing(self, files: Sequence[LocalFile], stored: Sequence[StoredFile]) -> int:
         """Upload the files (hashed as ``stored``) whose content the server lacks.
 
+        Small files go many to a request (``BATCH_FILES`` files or ``BATCH_BYTES`` at most),
+        larger ones one request each, streamed from disk.
+
         Returns:
             The bytes sent.
         """
         lacking = set(self.missing([f.digest for f in stored]))
+        batch: list[tuple[Path, StoredFile]] = []
         sent = 0
         for local, entry in zip(files, stored, strict=True):
-            if entry.digest in lacking:
+            if entry.digest not in lacking:
+                continue
+            lacking.discard(entry.digest)
+            sent += entry.size
+            if entry.size > BATCH_FILE_MAX:
                 self.upload(local.path, entry.digest, entry.size)
-                lacking.discard(entry.digest)
-                sent += entry.size
+                continue
+            batch.append((local.path, entry))
+            if len(batch) >= BATCH_FILES or sum(e.size for _, e in batch) >= BATCH_BYTES:
+                self._upload_batch(batch)
+                batch = []
+        if batch:
+            self._upload_batch(batch)
         return sent
+
+    def _upload_batch(self, batch: Sequence[tuple[Path, StoredFile]]) -> None:
+        header = {"files": [[entry.digest, entry.size] for _, entry in batch]}
+
+        def body() -> Iterator[bytes]:
+            yield json.dumps(header).encode() + b"\n"
+            for path, entry in batch:
+                with path.open("rb") as file:
+                    data = file.read(entry.size + 1)
+                if len(data) != entry.size:
+                    raise ConflictError(f"{path} changed while it was being uploaded")
+                yield data
+
+        headers = {"content-type": "application/octet-stream"}
+        self._client.send("POST", "/blobs/batch", content=body(), headers=headers)
 
     def upload_bytes(self, data: bytes) -> str:
         """Upload bytes (when the server lacks them); returns their digest."""

@@ -11,9 +11,11 @@ manifest, a profile, a log) and is checked against its digest as it is read.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import tempfile
-from collections.abc import AsyncIterable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,6 +129,57 @@ class TransferService:
         finally:
             Path(name).unlink(missing_ok=True)
 
+    async def receive_batch(self, chunks: AsyncIterable[bytes]) -> list[Upload]:
+        """Store many small files sent in one body: a JSON header line, then their bytes.
+
+        The header is ``{"files": [[digest, size], ...]}`` and a newline; the bytes of the
+        files follow in that order, nothing after. Every file is hashed as it arrives; new
+        ones are stored together (small ones packed) in one transaction. All or nothing: a
+        file that hashes to another digest, a body that ends early or runs on, or a header
+        that does not parse stores nothing.
+
+        Raises:
+            BodyTooLargeError: when the files add up to more than the limit.
+            InvalidArgumentError: for a malformed header, a mismatch, or a wrong length.
+        """
+        self._scratch.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="batch-", dir=self._scratch))
+        try:
+            stream = _Stream(chunks)
+            entries = _batch_header(await stream.line(_MAX_HEADER))
+            if sum(size for _, size in entries) > self.limit:
+                raise BodyTooLargeError(self.limit, hint=_HINT)
+            received = []
+            for index, (digest, size) in enumerate(entries):
+                hasher = blake3()
+                with (folder / str(index)).open("wb") as out:
+                    async for piece in stream.exactly(size, index):
+                        hasher.update(piece)
+                        out.write(piece)
+                actual = format_digest(hasher.hexdigest())
+                if actual != digest:
+                    raise InvalidArgumentError(
+                        f"file {index} of the batch hashes to {actual}, not to {digest}: "
+                        "nothing was stored"
+                    )
+                received.append(StoredFile(str(index), size, digest))
+            if await stream.more():
+                raise InvalidArgumentError("the batch runs on after its last file")
+            return self._store_many(folder, received)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _store_many(self, folder: Path, received: Sequence[StoredFile]) -> list[Upload]:
+        known = self._objects.known({f.digest for f in received})
+        fresh = list({f.digest: f for f in received if f.digest not in known}.values())
+        if fresh:
+            files = [LocalFile(folder / f.name, f.name) for f in fresh]
+            staged = self._objects.stage(files, fresh)
+            with self._metadata.write() as conn:
+                self._objects.commit(conn, staged)
+        new = {f.digest for f in fresh}
+        return [Upload(f.digest, f.size, f.digest in new) for f in received]
+
     def _store(self, path: Path, stored: StoredFile) -> Upload:
         if self._objects.known({stored.digest}):
             return Upload(stored.digest, stored.size, False)
@@ -179,6 +232,73 @@ def require_stored(objects_: ObjectService, files: Sequence[StoredFile], what: s
     wrong = [f.name for f in files if f.size != sizes[f.digest]]
     if wrong:
         raise InvalidArgumentError(f"sizes differ from the stored content for {wrong[:5]}")
+
+
+_MAX_HEADER = 2 * 1024 * 1024  # a batch header: room for 10,000 digests and sizes
+
+
+def _batch_header(line: bytes) -> list[tuple[str, int]]:
+    try:
+        header = json.loads(line)
+        raw = header["files"]
+        entries = [(str(digest), size) for digest, size in raw]
+    except (ValueError, TypeError, KeyError):
+        raise InvalidArgumentError(
+            'a batch starts with a JSON line {"files": [[digest, size], ...]}'
+        ) from None
+    if not entries or len(entries) > MAX_DIGESTS:
+        raise InvalidArgumentError(f"a batch holds 1 to {MAX_DIGESTS} files")
+    for digest, size in entries:
+        parse_digest(digest)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise InvalidArgumentError(f"the size of {digest} is not a whole number of bytes")
+    return entries
+
+
+class _Stream:
+    """An async byte stream read by lines and by exact lengths."""
+
+    def __init__(self, chunks: AsyncIterable[bytes]) -> None:
+        self._chunks = chunks.__aiter__()
+        self._buffer = bytearray()
+        self._ended = False
+
+    async def _fill(self) -> bool:
+        if self._ended:
+            return False
+        try:
+            self._buffer += await self._chunks.__anext__()
+        except StopAsyncIteration:
+            self._ended = True
+            return False
+        return True
+
+    async def line(self, limit: int) -> bytes:
+        """Bytes up to the first newline (dropped), at most ``limit`` of them."""
+        while (end := self._buffer.find(b"\n")) < 0:
+            if len(self._buffer) > limit or not await self._fill():
+                raise InvalidArgumentError("a batch starts with one JSON line and a newline")
+        line = bytes(self._buffer[:end])
+        del self._buffer[: end + 1]
+        return line
+
+    async def exactly(self, size: int, index: int) -> AsyncIterator[bytes]:
+        """The next ``size`` bytes, in pieces."""
+        left = size
+        while left:
+            if not self._buffer and not await self._fill():
+                raise InvalidArgumentError(f"the batch ends inside file {index}")
+            piece = bytes(self._buffer[:left])
+            del self._buffer[: len(piece)]
+            left -= len(piece)
+            yield piece
+
+    async def more(self) -> bool:
+        """Whether any byte is left."""
+        while not self._buffer:
+            if not await self._fill():
+                return False
+        return True
 
 
 _HINT = "upload less at once, or raise the server's server.upload_limit (SHIPYARD_UPLOAD_LIMIT)"

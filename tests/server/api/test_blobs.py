@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -162,3 +164,74 @@ def test_a_corrupted_stored_blob_never_reaches_a_file(
         RemoteObjects(blobs_as["viewer"]).export(digest, dest)
     assert not dest.exists()
     assert not list(tmp_path.glob(".copy.bin.part"))
+
+
+def _batch(files: list[tuple[str, bytes]]) -> bytes:
+    header = {"files": [[digest, len(data)] for digest, data in files]}
+    return json.dumps(header).encode() + b"\n" + b"".join(data for _, data in files)
+
+
+def test_a_batch_of_small_files_goes_up_in_one_request_all_or_nothing(
+    team: Team, blobs_as: dict[str, RemoteBlobs]
+) -> None:
+    parts = [os.urandom(n) for n in (0, 10, 5000, 70_000)]
+    good = [(_digest(p), p) for p in parts]
+    before = _object_count(team.project)
+    with team.client("editor") as http:
+        answer = http.post("/api/v1/blobs/batch", content=_batch(good))
+        assert answer.status_code == 200, answer.text
+        assert [s["new"] for s in answer.json()["stored"]] == [True] * 4
+        again = http.post("/api/v1/blobs/batch", content=_batch(good[:2]))
+        assert [s["new"] for s in again.json()["stored"]] == [False, False]
+    assert _object_count(team.project) == before + 4
+    for digest, data in good:
+        assert blobs_as["viewer"].read_bytes(digest) == data
+    fresh = [(_digest(p), p) for p in (os.urandom(100), os.urandom(200))]
+    wrong = [fresh[0], (fresh[1][0], b"x" * 200)]
+    bad_bodies = {
+        "hashes to": _batch(wrong),
+        "ends inside file 1": _batch(fresh)[:-1],
+        "runs on": _batch(fresh) + b"!",
+        "JSON line": b"not json\n" + fresh[0][1],
+        "1 to": b'{"files": []}\n',
+        "whole number": json.dumps({"files": [[fresh[0][0], -1]]}).encode() + b"\n",
+    }
+    with team.client("editor") as http:
+        for problem, body in bad_bodies.items():
+            answer = http.post("/api/v1/blobs/batch", content=body)
+            assert answer.status_code == 422, (problem, answer.text)
+            assert problem in answer.json()["error"]["message"]
+    assert _object_count(team.project) == before + 4
+    assert blobs_as["editor"].missing([d for d, _ in fresh]) == [d for d, _ in fresh]
+    assert _uploads_left(team.project) == []
+    with team.client("viewer") as http:
+        assert http.post("/api/v1/blobs/batch", content=_batch(fresh)).status_code == 403
+
+
+def test_the_client_sends_small_files_in_batches_and_big_ones_alone(
+    team: Team, blobs_as: dict[str, RemoteBlobs], tmp_path: Path
+) -> None:
+    sizes = [16] * 2500 + [5 * 1024 * 1024]  # two batches of small files, one file alone
+    files = []
+    for index, size in enumerate(sizes):
+        (tmp_path / f"f{index}").write_bytes(os.urandom(size))
+        files.append(LocalFile(tmp_path / f"f{index}", f"f{index}"))
+    requests: list[str] = []
+    team.server.app.middleware_stack = None  # rebuilt with the counter below
+    original = team.server.app.build_middleware_stack
+
+    def counting() -> Any:
+        inner = original()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http" and scope["method"] in ("POST", "PUT"):
+                requests.append(f"{scope['method']} {scope['path'].rsplit('/', 1)[-1]}")
+            await inner(scope, receive, send)
+
+        return app
+
+    team.server.app.build_middleware_stack = counting  # type: ignore[method-assign]
+    stored = blobs_as["editor"].upload_files(files)
+    assert sorted(set(requests)) == ["POST batch", "POST missing", f"PUT {stored[-1].digest}"]
+    assert requests.count("POST batch") == 2
+    assert blobs_as["editor"].missing([f.digest for f in stored]) == []

@@ -59,6 +59,7 @@ POLICY: Final[dict[tuple[str, str], frozenset[str]]] = {
     # content by digest (no paths): uploads by writers, downloads by readers
     ("POST", f"{_V1}/blobs/missing"): WRITE,
     ("PUT", f"{_V1}/blobs/{{digest}}"): WRITE,
+    ("POST", f"{_V1}/blobs/batch"): WRITE,
     ("GET", f"{_V1}/blobs/{{digest}}"): READ,
     ("HEAD", f"{_V1}/blobs/{{digest}}"): READ,
     # datasets

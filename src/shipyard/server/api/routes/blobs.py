@@ -37,6 +37,28 @@ def missing_blobs(request: Request, body: MissingBody, who: Who) -> JSONResponse
     return JSONResponse({"missing": _context(request).transfers.missing(body.digests)})
 
 
+@router.post(
+    "/blobs/batch",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {_BINARY: {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+async def put_blob_batch(request: Request, who: Who) -> JSONResponse:
+    """Upload many small files in one body, each verified; all or nothing.
+
+    The body is a JSON line ``{"files": [[digest, size], ...]}`` and a newline, then the
+    bytes of the files in that order.
+    """
+    transfers = _context(request).transfers
+    stored = await transfers.receive_batch(request.stream())
+    return JSONResponse(
+        {"stored": [{"digest": u.digest, "size": u.size, "new": u.new} for u in stored]}
+    )
+
+
 @router.put(
     "/blobs/{digest}",
     status_code=201,
