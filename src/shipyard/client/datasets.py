@@ -23,13 +23,8 @@ from shipyard.domain.profiles import TableProfile
 from shipyard.domain.records import from_record
 from shipyard.domain.references import validate_name
 from shipyard.errors import NotFoundError, NotSupportedError
-from shipyard.services.datasets import (
-    AddResult,
-    DatasetService,
-    Progress,
-    check_add,
-    table_format_of,
-)
+from shipyard.services.dataset_inputs import check_add, table_format_of
+from shipyard.services.datasets import AddResult, DatasetService, Progress
 from shipyard.services.hashing import check_relative_paths, names_of
 from shipyard.services.objects import ObjectService, StoredFile
 from shipyard.services.sources import resolve_source

@@ -20,7 +20,6 @@ from shipyard.domain.datasets import (
     DatasetVersion,
     ManifestEntry,
     content_digest,
-    format_of,
 )
 from shipyard.domain.diffs import DatasetDiff
 from shipyard.domain.ids import new_id, utcnow
@@ -33,6 +32,7 @@ from shipyard.errors import (
     MissingDependencyError,
 )
 from shipyard.services.audit import AuditService
+from shipyard.services.dataset_inputs import TABLE_FORMATS, check_add, check_tags, table_format_of
 from shipyard.services.hashing import names_of, total_size
 from shipyard.services.objects import (
     DigestedFiles,
@@ -48,17 +48,8 @@ from shipyard.stores.artifacts.content import ContentStore
 from shipyard.stores.metadata import SqlMetadataStore
 from shipyard.stores.metadata.schema import dataset_labels, dataset_versions, datasets
 
-__all__ = [
-    "TABLE_FORMATS",
-    "AddResult",
-    "DatasetHandle",
-    "DatasetService",
-    "check_add",
-    "check_tags",
-    "table_format_of",
-]
+__all__ = ["AddResult", "DatasetHandle", "DatasetService"]
 
-TABLE_FORMATS = ("csv", "parquet", "jsonl", "arrow")
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -730,41 +721,6 @@ class DatasetHandle:
         except ModuleNotFoundError:
             raise MissingDependencyError("polars", "polars") from None
         return polars.from_arrow(self.to_arrow())
-
-
-def check_add(
-    name: str,
-    tags: Mapping[str, str] | None,
-    key: Sequence[str] | str | None,
-    format: str | None,
-) -> tuple[dict[str, str], tuple[str, ...]]:
-    """The card tags and key columns of an add, checked; refuses a bad name or format."""
-    validate_name(name, what="dataset name")
-    if format is not None and format not in TABLE_FORMATS:
-        raise InvalidArgumentError(
-            f"unknown table format {format!r}; use csv, parquet, jsonl or arrow"
-        )
-    return check_tags(tags), (key,) if isinstance(key, str) else tuple(key or ())
-
-
-def check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
-    """Card tags as a plain dict; refuses anything but text names and values."""
-    if tags is None:
-        return {}
-    if not isinstance(tags, Mapping):
-        raise InvalidArgumentError("tags must be a mapping of names to strings")
-    for key, value in tags.items():
-        if not isinstance(key, str) or not isinstance(value, str) or not key:
-            raise InvalidArgumentError(f"tag {key!r}={value!r}: names and values are strings")
-    return dict(tags)
-
-
-def table_format_of(files: Sequence[LocalFile]) -> str | None:
-    """The table format the files share by suffix, or None (opaque files, or mixed)."""
-    formats = set(map(format_of, names_of(files)))
-    if len(formats) == 1:
-        return formats.pop()
-    return None
 
 
 def _version(row: Mapping[str, Any] | RowMapping) -> DatasetVersion:
