@@ -117,7 +117,9 @@ class Shipyard:
             user=self.user,
             scratch=state / "tmp",
         )
-        self.pipelines = PipelineService(self.metadata, self.content, self.settings, user=self.user)
+        self.pipelines = PipelineService(
+            self.metadata, self.content, self.settings, user=self.user, audit=self.audit
+        )
         self.schedules = ScheduleService(
             self.metadata,
             self.audit,

@@ -22,6 +22,7 @@ from shipyard.domain.notifications import NotificationEvent
 from shipyard.domain.pipelines import TERMINAL, PipelineRun, TaskRun
 from shipyard.errors import ConflictError, InvalidArgumentError, PipelineRunNotFoundError
 from shipyard.executors import Executor, executor_scheme, open_executor
+from shipyard.services.audit import AuditService
 from shipyard.services.notifications import Notifier
 from shipyard.services.pipeline_caching import load_result, store_result
 from shipyard.services.pipeline_lineage import install_lineage_hook
@@ -53,12 +54,19 @@ class PipelineService:
     """
 
     def __init__(
-        self, metadata: SqlMetadataStore, content: ContentStore, settings: Settings, *, user: str
+        self,
+        metadata: SqlMetadataStore,
+        content: ContentStore,
+        settings: Settings,
+        *,
+        user: str,
+        audit: AuditService | None = None,
     ) -> None:
         self._metadata = metadata
         self._content = content
         self._settings = settings
         self._user = user
+        self._audit = audit
         install_lineage_hook(metadata, user)
 
     # -- running ---------------------------------------------------------------------
@@ -233,8 +241,12 @@ class PipelineService:
             resumed_from=previous.id,
         )
 
-    def cancel(self, run_id: str) -> PipelineRun:
+    def cancel(self, run_id: str, *, actor: str | None = None) -> PipelineRun:
         """Ask a running run to stop; its driver sees it within a second.
+
+        Args:
+            run_id: the run (or a unique prefix of 6+ characters of its id).
+            actor: who asks, for the audit log (default: this service's user).
 
         Raises:
             PipelineRunNotFoundError: if no run has this id.
@@ -251,6 +263,16 @@ class PipelineService:
                 .where(pipeline_runs.c.id == run.id)
                 .values(cancel_requested=True)
             )
+            if self._audit is not None:
+                self._audit.record(
+                    conn,
+                    actor=actor or self._user,
+                    action="pipeline_run.cancel",
+                    entity_kind="pipeline_run",
+                    entity_id=run.id,
+                    before={"status": run.status, "cancel_requested": run.cancel_requested},
+                    after={"cancel_requested": True},
+                )
         return self.get(run.id)
 
     # -- reading ---------------------------------------------------------------------

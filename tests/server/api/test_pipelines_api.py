@@ -205,3 +205,7 @@ def test_a_running_run_is_cancelled_through_the_server(
     assert ended[0].status == "cancelled"
     assert editor.get(asked.id) == team.project.pipelines.get(asked.id)
     assert editor.get(asked.id).status == "cancelled"
+    entries = team.project.audit.list(entity_kind="pipeline_run")
+    assert [(e.action, e.actor, e.entity_id) for e in entries] == [
+        ("pipeline_run.cancel", "eddie", asked.id)
+    ]

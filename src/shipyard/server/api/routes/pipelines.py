@@ -88,4 +88,4 @@ def task_logs(
 @router.post("/pipelines/runs/{run_id}/cancel")
 def cancel_pipeline_run(request: Request, run_id: PipelineRunId, who: Who) -> JSONResponse:
     """Ask a running run to stop; 409 when it has ended."""
-    return JSONResponse(_pipelines(request).cancel(run_id).to_dict())
+    return JSONResponse(_pipelines(request).cancel(run_id, actor=who.identity.user).to_dict())
