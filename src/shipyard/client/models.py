@@ -8,7 +8,6 @@ downloads the version's files, verifies them and loads them with the local flavo
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from shipyard.client.http import ApiClient
 from shipyard.domain.models import ModelVersion, PromotionRequest, RegisteredModel, Signature
 from shipyard.domain.records import from_record
 from shipyard.domain.references import Reference, validate_name
-from shipyard.services.models import ModelService
+from shipyard.services.models import ModelService, PreparedModel
 from shipyard.services.objects import StoredFile
 
 __all__ = ["RemoteModelService", "RemoteRegistryService"]
@@ -119,41 +118,18 @@ class RemoteModelService(ModelService):
         self._scratch = cache / "tmp"
         self._cache = cache / "models"
 
-    def log_model(
+    def _store(
         self,
-        model: Any,
         name: str,
-        *,
-        run_id: str | None = None,
-        flavor: str | None = None,
-        signature: Signature | None = None,
-        input_example: Any = None,
-        training_sample: Any = None,
-        requirements: Sequence[str] | None = None,
-        description: str | None = None,
-        tags: Mapping[str, str] | None = None,
-        onnx: bool = True,
-        **flavor_options: Any,
+        prepared: PreparedModel,
+        run_id: str | None,
+        description: str | None,
+        tags: Mapping[str, str] | None,
     ) -> ModelVersion:
-        """Prepare the model here, upload what the server lacks, register it there.
-
-        Takes the arguments of ``ModelService.log_model``.
-        """
+        # ``log_model`` prepares the model here (flavor files, ONNX export and its parity
+        # check); its files go up where the server lacks them, and the server registers it.
         validate_name(name, what="model name")
-        self._scratch.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="model-", dir=self._scratch) as tmp:
-            prepared = self.prepare(
-                model,
-                Path(tmp),
-                flavor=flavor,
-                signature=signature,
-                input_example=input_example,
-                training_sample=training_sample,
-                requirements=requirements,
-                onnx=onnx,
-                **flavor_options,
-            )
-            stored = self._blobs.upload_files(prepared.files)
+        stored = self._blobs.upload_files(prepared.files)
         return self.register_stored(
             name,
             stored,

@@ -121,23 +121,37 @@ class ModelService:
                 onnx=onnx,
                 **flavor_options,
             )
-            stored, _ = self._objects.hash(prepared.files)
-            staged = self._objects.stage(prepared.files, stored)
-            manifest = self._objects.put_manifest(stored)
-            with self._metadata.write() as conn:
-                self._objects.commit(conn, staged)
-                return self._registry.create_version(
-                    conn,
-                    name=name,
-                    flavor=prepared.flavor,
-                    run_id=run_id,
-                    manifest=manifest,
-                    signature=prepared.signature,
-                    requirements=prepared.requirements,
-                    onnx=prepared.onnx,
-                    description=description,
-                    tags=tags or {},
-                )
+            return self._store(name, prepared, run_id, description, tags)
+
+    def _store(
+        self,
+        name: str,
+        prepared: PreparedModel,
+        run_id: str | None,
+        description: str | None,
+        tags: Mapping[str, str] | None,
+    ) -> ModelVersion:
+        """Store a prepared model's files and register the version.
+
+        The remote service uploads the files and asks the server instead.
+        """
+        stored, _ = self._objects.hash(prepared.files)
+        staged = self._objects.stage(prepared.files, stored)
+        manifest = self._objects.put_manifest(stored)
+        with self._metadata.write() as conn:
+            self._objects.commit(conn, staged)
+            return self._registry.create_version(
+                conn,
+                name=name,
+                flavor=prepared.flavor,
+                run_id=run_id,
+                manifest=manifest,
+                signature=prepared.signature,
+                requirements=prepared.requirements,
+                onnx=prepared.onnx,
+                description=description,
+                tags=tags or {},
+            )
 
     def prepare(
         self,
