@@ -153,16 +153,9 @@ def check(reference: str, checks: Any) -> Any:
 
 
 def _run_pipeline(flow: Any, params: dict[str, Any], **options: Any) -> Any:
-    # How `flow(...)` runs outside a given project: in the working directory's project.
-    # Pipeline runs are not recorded through a server yet: in remote mode that is refused
-    # rather than recorded in a local project nobody meant.
-    remote = _remote_project()
-    if remote is not None:
-        raise NotSupportedError(
-            f"remote mode (SHIPYARD_URI={remote.uri})",
-            "running a pipeline yet: run it where the project is, or unset SHIPYARD_URI",
-        )
-    return _default_project().pipelines.run(flow, params, **options)
+    # How `flow(...)` runs outside a given project: in the working directory's project, or
+    # here with its records on the server that SHIPYARD_URI names.
+    return _service("pipelines").run(flow, params, **options)
 
 
 def __getattr__(name: str) -> Any:

@@ -20,7 +20,16 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shipyard.errors import SettingsError
 
-__all__ = ["CONFIG_FILE", "SETTINGS", "STATE_DIR", "SettingSpec", "Settings", "find_root"]
+__all__ = [
+    "CONFIG_FILE",
+    "SETTINGS",
+    "STATE_DIR",
+    "SettingSpec",
+    "Settings",
+    "adopt_environment",
+    "find_root",
+    "process_environment",
+]
 
 CONFIG_FILE = "shipyard.toml"
 STATE_DIR = ".shipyard"
@@ -307,6 +316,21 @@ class Settings(BaseModel):
             error = exc.errors()[0]
             field = str(error["loc"][0]) if error["loc"] else "?"
             raise SettingsError(field, error["msg"]) from None
+
+
+def process_environment() -> dict[str, str]:
+    """A copy of this process's environment, for a child process that runs its work.
+
+    A task's process is forked from a server started earlier; it is given the environment
+    of now (``SHIPYARD_URI`` set since, say), as a child process would inherit it.
+    """
+    return dict(os.environ)
+
+
+def adopt_environment(env: Mapping[str, str]) -> None:
+    """Make ``env`` this process's environment (in a task's process, the driver's)."""
+    os.environ.clear()
+    os.environ.update(env)
 
 
 def find_root(start: Path) -> Path:

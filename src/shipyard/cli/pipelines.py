@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.tree import Tree
 
-from shipyard.cli.context import JsonOption, open_project, open_service
+from shipyard.cli.context import JsonOption, open_service
 from shipyard.cli.output import console, emit_json, errors_to_exit, fail, kv_table, table
 from shipyard.domain.pipelines import TERMINAL, PipelineRun, TaskRun
 from shipyard.services.reports import format_value
@@ -61,7 +61,7 @@ def run(
     """Run a pipeline now and wait for it; exit code 1 when it does not succeed."""
     params = _params(param)
     with errors_to_exit():
-        result = open_project(ctx).pipelines.run(
+        result = open_service(ctx, "pipelines").run(
             target, params, executor=executor, cache=not no_cache, max_workers=workers
         )
     value = _json_result(result) if result.status == "succeeded" else None
@@ -226,7 +226,7 @@ def resume(
 ) -> None:
     """Run a failed or cancelled run again, reusing its succeeded tasks' results."""
     with errors_to_exit():
-        found = open_project(ctx).pipelines.resume(run_id, executor=executor)
+        found = open_service(ctx, "pipelines").resume(run_id, executor=executor)
     if as_json:
         emit_json(found.to_dict())
     else:

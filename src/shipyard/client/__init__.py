@@ -20,7 +20,7 @@ def open_remote(settings: Settings) -> RemoteProject | None:
         return None
     from shipyard.client.runs import RemoteProject
 
-    return RemoteProject(settings.server_uri, settings.token)
+    return RemoteProject(settings.server_uri, settings.token, settings)
 
 
 def __getattr__(name: str) -> Any:

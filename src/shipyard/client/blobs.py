@@ -18,7 +18,7 @@ from shipyard.domain.digests import format_digest, parse_digest
 from shipyard.errors import ConflictError, CorruptBlobError
 from shipyard.services.objects import LocalFile, StoredFile
 from shipyard.services.transfers import MAX_DIGESTS
-from shipyard.stores.artifacts.content import CHUNK, hash_file
+from shipyard.stores.artifacts.content import CHUNK, BlobInfo, hash_file
 
 __all__ = ["BATCH_BYTES", "BATCH_FILES", "BATCH_FILE_MAX", "RemoteBlobs", "hash_files"]
 
@@ -94,15 +94,20 @@ class RemoteBlobs:
 
     def upload_bytes(self, data: bytes) -> str:
         """Upload bytes (when the server lacks them); returns their digest."""
+        return self.put_bytes(data).digest
+
+    def put_bytes(self, data: bytes) -> BlobInfo:
+        """Upload bytes when the server lacks them, as ``ContentStore.put_bytes`` stores."""
         digest = format_digest(blake3(data).hexdigest())
-        if self.missing([digest]):
+        new = bool(self.missing([digest]))
+        if new:
             self._client.send(
                 "PUT",
                 f"/blobs/{digest}",
                 content=data,
                 headers={"content-type": "application/octet-stream"},
             )
-        return digest
+        return BlobInfo(digest, len(data), new)
 
     def upload(self, path: Path, digest: str, size: int) -> None:
         """Stream one file to the server, which refuses it unless it hashes to ``digest``."""

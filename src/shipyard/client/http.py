@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 import shipyard.errors as errors
+from shipyard.domain.pipelines import CURRENT_PIPELINE_RUN, PIPELINE_RUN_HEADER
 from shipyard.errors import BackendError, ShipyardError, StoreUnavailableError
 
 __all__ = ["ApiClient"]
@@ -90,7 +91,7 @@ class ApiClient:
         """
         try:
             answer = self._http.request(
-                method, path, content=content, params=params, headers=headers
+                method, path, content=content, params=params, headers=_scoped(headers)
             )
         except httpx.HTTPError as exc:
             raise StoreUnavailableError(self.base_url, f"{type(exc).__name__}: {exc}") from None
@@ -110,7 +111,7 @@ class ApiClient:
             StoreUnavailableError: when the server cannot be reached or the stream breaks.
         """
         try:
-            with self._http.stream(method, path, params=params) as answer:
+            with self._http.stream(method, path, params=params, headers=_scoped(None)) as answer:
                 if not answer.is_success:
                     answer.read()
                     raise _error(answer.status_code, _json(answer))
@@ -121,6 +122,14 @@ class ApiClient:
     def close(self) -> None:
         """Close the pooled connections."""
         self._http.close()
+
+
+def _scoped(headers: dict[str, str] | None) -> dict[str, str] | None:
+    # Inside a pipeline task, the server links what the request creates to the run.
+    run_id = CURRENT_PIPELINE_RUN.get()
+    if run_id is None:
+        return headers
+    return {**(headers or {}), PIPELINE_RUN_HEADER: run_id}
 
 
 def _json(answer: httpx.Response) -> Any:

@@ -37,6 +37,7 @@ from shipyard.services.objects import LocalFile
 from shipyard.services.run_artifacts import ArtifactReads
 from shipyard.services.run_search import RunPage
 from shipyard.services.runs import ActiveRun, check_key, param_text
+from shipyard.settings import Settings
 
 __all__ = ["RemoteProject", "RemoteRunService"]
 
@@ -205,9 +206,11 @@ class RemoteProject:
     Args:
         uri: the server, such as ``http://127.0.0.1:5000``.
         token: the API token (None for a loopback server without auth).
+        settings: the local settings pipelines run with (executor, notification sinks);
+            default: those of the working directory.
     """
 
-    def __init__(self, uri: str, token: str | None) -> None:
+    def __init__(self, uri: str, token: str | None, settings: Settings | None = None) -> None:
         self.uri = uri
         self.client = ApiClient(uri, token)
         cache = default_cache(uri)
@@ -216,7 +219,7 @@ class RemoteProject:
         self.models = RemoteModelService(self.client, self.transfers, self.registry, cache=cache)
         self.runs = RemoteRunService(self.client, self.transfers, self.models)
         self.datasets = RemoteDatasetService(self.client, self.transfers, cache=cache)
-        self.pipelines = RemotePipelineService(self.client)
+        self.pipelines = RemotePipelineService(self.client, self.transfers, settings)
         self.monitoring = RemoteMonitoringService(self.client)
         self.deployments = RemoteDeploymentService(self.client)
         self.users = RemoteUserService(self.client)

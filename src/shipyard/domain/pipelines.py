@@ -19,6 +19,7 @@ from shipyard.errors import InvalidArgumentError, PipelineFailedError
 
 __all__ = [
     "CURRENT_PIPELINE_RUN",
+    "PIPELINE_RUN_HEADER",
     "RUN_STATES",
     "TASK_STATES",
     "TERMINAL",
@@ -46,6 +47,8 @@ TERMINAL = frozenset({"succeeded", "cached", "failed", "cancelled", "crashed"})
 # The pipeline run the current code runs in (set by the executor where a task runs), so
 # that runs, datasets and models made inside a task can link to it.
 CURRENT_PIPELINE_RUN: ContextVar[str | None] = ContextVar("shipyard_pipeline_run", default=None)
+# The HTTP header a client sends from inside a pipeline task: the run's id.
+PIPELINE_RUN_HEADER = "x-shipyard-pipeline-run"
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}

@@ -18,6 +18,7 @@ importable module, and needs nothing from it.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import multiprocessing
 import os
@@ -29,11 +30,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing import context as mp_context
 from multiprocessing import forkserver, popen_forkserver, reduction, spawn, util
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any, ClassVar
 
 from shipyard.errors import TaskCancelledError, TaskResultError, TaskTimeoutError
 from shipyard.executors.base import Executor, TaskOutcome, TaskSpec
 from shipyard.executors.capture import run_captured
+from shipyard.settings import adopt_environment, process_environment
 
 __all__ = ["LocalExecutor"]
 
@@ -139,7 +142,7 @@ class _Child:
                 return _cancelled(spec, started, 0)
             self.process = _LeanProcess(
                 target=_child_main,
-                args=(payload, list(sys.path), writer),
+                args=(payload, list(sys.path), process_environment(), str(Path.cwd()), writer),
                 name=f"shipyard-{spec.key}",
                 daemon=True,
             )
@@ -194,12 +197,19 @@ class _Child:
         return body
 
 
-def _child_main(payload: bytes, path: list[str], writer: Connection) -> None:
+def _child_main(
+    payload: bytes, path: list[str], env: dict[str, str], cwd: str, writer: Connection
+) -> None:
     import cloudpickle
 
     # The task's function may be pickled by reference to a module the driver found on
-    # its path (a test module, a project package): give the child the same path.
+    # its path (a test module, a project package): give the child the same path. The fork
+    # server started with the driver's environment and directory of that moment; the task
+    # sees those of now (SHIPYARD_URI set since, a chdir), as a child process would.
     sys.path[:0] = [entry for entry in path if entry not in sys.path]
+    adopt_environment(env)
+    with contextlib.suppress(OSError):
+        os.chdir(cwd)
     try:
         spec = cloudpickle.loads(payload)
     except Exception:

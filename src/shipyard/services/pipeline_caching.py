@@ -13,14 +13,27 @@ import inspect
 import marshal
 import pickle
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from blake3 import blake3
 
 from shipyard.errors import TaskResultError
-from shipyard.stores.artifacts.content import ContentStore
+from shipyard.stores.artifacts.content import BlobInfo
 
-__all__ = ["code_digest", "input_digest", "load_result", "store_result"]
+__all__ = ["ResultStore", "code_digest", "input_digest", "load_result", "store_result"]
+
+
+class ResultStore(Protocol):
+    """Where results and logs go by digest: the content store, or a server's."""
+
+    def put_bytes(self, data: bytes) -> BlobInfo:
+        """Store bytes; identical content is stored once."""
+        ...
+
+    def read_bytes(self, digest: str) -> bytes:
+        """The verified content of a digest."""
+        ...
+
 
 _codes: dict[Callable[..., Any], str] = {}
 
@@ -68,7 +81,7 @@ def input_digest(code: str, inputs: Any) -> str | None:
     return hasher.hexdigest()
 
 
-def store_result(content: ContentStore, key: str, value: Any) -> str:
+def store_result(content: ResultStore, key: str, value: Any) -> str:
     """Pickle a task's value into the content store; its digest.
 
     Raises:
@@ -83,6 +96,6 @@ def store_result(content: ContentStore, key: str, value: Any) -> str:
     return content.put_bytes(data).digest
 
 
-def load_result(content: ContentStore, digest: str) -> Any:
+def load_result(content: ResultStore, digest: str) -> Any:
     """A stored task value, verified against its digest."""
     return pickle.loads(content.read_bytes(digest))

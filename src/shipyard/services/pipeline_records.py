@@ -12,16 +12,18 @@ import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, select
+from sqlalchemy import RowMapping
 
 from shipyard.domain.ids import utcnow
 from shipyard.domain.pipelines import PipelineRun, TaskRun
-from shipyard.stores.artifacts.content import ContentStore
+from shipyard.services.pipeline_book import RunBook
+from shipyard.services.pipeline_caching import ResultStore
 from shipyard.stores.metadata import SqlMetadataStore
 from shipyard.stores.metadata.schema import pipeline_runs, task_runs
 
@@ -38,8 +40,6 @@ __all__ = [
 TICK = 0.5  # seconds between batched writes (and cancel checks)
 HEARTBEAT = 2.0  # seconds between heartbeats
 STALE_AFTER = 30.0  # a running run without a heartbeat for this long is crashed
-_TASK_COLUMNS = [c.name for c in task_runs.columns if c.name not in ("pipeline_run_id", "key")]
-_TIMES = {"started_at", "ended_at", "heartbeat_at"}
 
 
 class RunRecorder:
@@ -50,7 +50,7 @@ class RunRecorder:
     one row write.
 
     Args:
-        metadata: the metadata store.
+        book: where the rows go (the metadata store, or a server).
         content: where logs go.
         run_id: the pipeline run.
         row_of: a dirty task's row (every column but the run id) and, once it ended,
@@ -60,13 +60,13 @@ class RunRecorder:
 
     def __init__(
         self,
-        metadata: SqlMetadataStore,
-        content: ContentStore,
+        book: RunBook,
+        content: ResultStore,
         run_id: str,
         row_of: Callable[[Any], tuple[dict[str, Any], bytes | None]],
         on_cancel: Callable[[], None],
     ) -> None:
-        self._metadata = metadata
+        self._book = book
         self._content = content
         self._run_id = run_id
         self._row_of = row_of
@@ -76,7 +76,7 @@ class RunRecorder:
         self._log_digests: dict[str, str] = {}
         self._stop = threading.Event()
         self._write_lock = threading.Lock()
-        self._beat_at = utcnow()
+        self._beat_at = time.monotonic()
         self._cancel_seen = False
         self._thread = threading.Thread(target=self._tick, name="shipyard-ticker", daemon=True)
 
@@ -95,29 +95,21 @@ class RunRecorder:
             with self._lock:
                 dirty, self._dirty = self._dirty, {}
             rows = []
-            for key, task in dirty.items():
-                row, logs = self._row_of(task)
-                if logs and key not in self._log_digests:
-                    self._log_digests[key] = self._content.put_bytes(logs).digest
-                row["log_digest"] = self._log_digests.get(key)
-                rows.append(row)
-            now = utcnow()
-            with self._metadata.write() as conn:
-                self._upsert(conn, rows)
-                values = dict(run_values or {})
-                if values or (now - self._beat_at).total_seconds() >= HEARTBEAT:
-                    values["heartbeat_at"] = now
-                    self._beat_at = now
-                    conn.execute(
-                        pipeline_runs.update()
-                        .where(pipeline_runs.c.id == self._run_id)
-                        .values(**values)
-                    )
-                cancel = conn.execute(
-                    select(pipeline_runs.c.cancel_requested).where(
-                        pipeline_runs.c.id == self._run_id
-                    )
-                ).scalar()
+            try:
+                for key, task in dirty.items():
+                    row, logs = self._row_of(task)
+                    if logs and key not in self._log_digests:
+                        self._log_digests[key] = self._content.put_bytes(logs).digest
+                    row["log_digest"] = self._log_digests.get(key)
+                    rows.append(row)
+                beat = time.monotonic() - self._beat_at >= HEARTBEAT
+                cancel = self._book.write(self._run_id, rows, run_values or {}, beat=beat)
+            except BaseException:
+                with self._lock:  # not written: the next flush writes them again
+                    self._dirty = {**dirty, **self._dirty}
+                raise
+            if beat or run_values:
+                self._beat_at = time.monotonic()
         if cancel and not self._cancel_seen:
             self._cancel_seen = True
             self._on_cancel()
@@ -135,37 +127,6 @@ class RunRecorder:
                 self.flush()
             except Exception:  # a failed tick is retried by the next one
                 continue
-
-    def _upsert(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
-        # One INSERT ... ON CONFLICT DO UPDATE through the driver's executemany: the same
-        # SQL on SQLite and PostgreSQL, no per-row SQLAlchemy processing.
-        if not rows:
-            return
-        sqlite = conn.dialect.name == "sqlite"
-        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-        columns = ["pipeline_run_id", "key", *_TASK_COLUMNS]
-        statement = (
-            f"INSERT INTO task_runs ({', '.join(columns)}) "
-            f"VALUES ({', '.join(mark for _ in columns)}) "
-            "ON CONFLICT (pipeline_run_id, key) DO UPDATE SET "
-            + ", ".join(f"{c} = excluded.{c}" for c in _TASK_COLUMNS)
-        )
-        values = [
-            (
-                self._run_id,
-                row["key"],
-                *(_db_time(row[c], sqlite) if c in _TIMES else row[c] for c in _TASK_COLUMNS),
-            )
-            for row in rows
-        ]
-        conn.exec_driver_sql(statement, values)
-
-
-def _db_time(moment: datetime | None, sqlite: bool) -> Any:
-    if moment is None or not sqlite:
-        return moment
-    # SQLAlchemy's SQLite DATETIME text form, naive UTC (what UtcDateTime stores).
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def pipeline_run_from_row(row: RowMapping) -> PipelineRun:

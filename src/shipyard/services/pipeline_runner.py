@@ -23,10 +23,15 @@ from typing import Any
 from shipyard.domain.pipelines import TERMINAL
 from shipyard.errors import PipelineFailedError, TaskCancelledError, TaskResultError
 from shipyard.executors.base import Executor, TaskOutcome, TaskSpec
-from shipyard.services.pipeline_caching import code_digest, input_digest, load_result, store_result
+from shipyard.services.pipeline_caching import (
+    ResultStore,
+    code_digest,
+    input_digest,
+    load_result,
+    store_result,
+)
 from shipyard.services.pipeline_records import RunRecorder
 from shipyard.services.pipeline_tasks import RUNNER, Task, TaskHandle
-from shipyard.stores.artifacts.content import ContentStore
 
 __all__ = ["CacheLookup", "Event", "Runner", "task_row"]
 
@@ -76,7 +81,7 @@ class Runner:
         self,
         run_id: str,
         executor: Executor,
-        content: ContentStore,
+        content: ResultStore,
         recorder: RunRecorder,
         *,
         use_cache: bool,

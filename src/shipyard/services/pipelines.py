@@ -17,14 +17,15 @@ from typing import Any
 
 from sqlalchemy import select
 
-from shipyard.domain.ids import new_id, utcnow
+from shipyard.domain.ids import utcnow
 from shipyard.domain.notifications import NotificationEvent
 from shipyard.domain.pipelines import TERMINAL, PipelineRun, TaskRun
 from shipyard.errors import ConflictError, InvalidArgumentError, PipelineRunNotFoundError
 from shipyard.executors import Executor, executor_scheme, open_executor
 from shipyard.services.audit import AuditService
 from shipyard.services.notifications import Notifier
-from shipyard.services.pipeline_caching import load_result, store_result
+from shipyard.services.pipeline_book import RunBook, SqlRunBook
+from shipyard.services.pipeline_caching import ResultStore, load_result, store_result
 from shipyard.services.pipeline_lineage import install_lineage_hook
 from shipyard.services.pipeline_records import (
     RunRecorder,
@@ -36,7 +37,6 @@ from shipyard.services.pipeline_runner import Runner, task_row
 from shipyard.services.pipeline_targets import load_pipeline
 from shipyard.services.pipeline_tasks import Pipeline
 from shipyard.settings import Settings
-from shipyard.stores.artifacts.content import ContentStore
 from shipyard.stores.metadata import SqlMetadataStore
 from shipyard.stores.metadata.schema import pipeline_runs, task_runs
 
@@ -56,7 +56,7 @@ class PipelineService:
     def __init__(
         self,
         metadata: SqlMetadataStore,
-        content: ContentStore,
+        content: ResultStore,
         settings: Settings,
         *,
         user: str,
@@ -67,6 +67,7 @@ class PipelineService:
         self._settings = settings
         self._user = user
         self._audit = audit
+        self._book: RunBook = SqlRunBook(metadata, user)
         install_lineage_hook(metadata, user)
 
     # -- running ---------------------------------------------------------------------
@@ -139,31 +140,18 @@ class PipelineService:
         """Record the run, drive it to its end on ``pool``, record how it ended."""
         # A malformed sink is refused before the run is recorded, never leaving it "running".
         notifier = Notifier.from_settings(self._settings, flow.notify)
-        run_id = new_id()
-        now = utcnow()
-        with self._metadata.write() as conn:
-            conn.execute(
-                pipeline_runs.insert().values(
-                    id=run_id,
-                    pipeline=flow.name,
-                    target=flow.target,
-                    status="running",
-                    params=params_json,
-                    executor=executor_spec,
-                    created_by=self._user,
-                    host=socket.gethostname(),
-                    pid=os.getpid(),
-                    created_at=now,
-                    started_at=now,
-                    ended_at=None,
-                    heartbeat_at=now,
-                    cancel_requested=False,
-                    error=None,
-                    resumed_from=resumed_from,
-                    schedule=schedule,
-                    result_digest=None,
-                )
-            )
+        run_id = self._book.begin(
+            {
+                "pipeline": flow.name,
+                "target": flow.target,
+                "params": params_json,
+                "executor": executor_spec,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "resumed_from": resumed_from,
+                "schedule": schedule,
+            }
+        )
 
         def event(kind: str, key: str | None, message: str, status: str = "running") -> None:
             notifier.send(
@@ -172,7 +160,7 @@ class PipelineService:
 
         runner: Runner | None = None
         recorder = RunRecorder(
-            self._metadata,
+            self._book,
             self._content,
             run_id,
             task_row,
@@ -208,9 +196,7 @@ class PipelineService:
             runner.keep_results()
         if status == "failed" and not error:
             error = f"task(s) failed: {', '.join(failed)}"
-        recorder.close(
-            {"status": status, "ended_at": utcnow(), "error": error, "result_digest": result_digest}
-        )
+        recorder.close({"status": status, "error": error, "result_digest": result_digest})
         # Single call site of notifications (success / failure of the run).
         if status in ("succeeded", "failed"):
             kind = "success" if status == "succeeded" else "failure"
@@ -368,17 +354,7 @@ class PipelineService:
         return load_result(self._content, run.result_digest)
 
     def _lookup(self, cache_key: str) -> str | None:
-        with self._metadata.read() as conn:
-            digest: str | None = conn.execute(
-                select(task_runs.c.result_digest)
-                .where(
-                    task_runs.c.cache_key == cache_key,
-                    task_runs.c.status.in_(["succeeded", "cached"]),
-                    task_runs.c.result_digest.is_not(None),
-                )
-                .limit(1)
-            ).scalar()
-        return digest
+        return self._book.lookup(cache_key)
 
     def _reusable(self, run_id: str) -> dict[str, tuple[str, str]]:
         run = self.get(run_id)

@@ -34,6 +34,7 @@ _PARAMS = {
     "digest": "blake3:" + "0" * 64,
     "deployment_id": "0" * 32,
     "stage": "staging",
+    "cache_key": "0" * 64,
 }
 _BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/runs"): {"experiment": "matrix"},
@@ -57,6 +58,13 @@ _BODIES: dict[tuple[str, str], Any] = {
         "files": [{"path": "a.txt", "digest": "blake3:" + "0" * 64, "size": 1}]
     },
     ("PUT", "/api/v1/datasets/{name}/labels/{label}"): {"version": 1},
+    ("POST", "/api/v1/pipelines/runs"): {
+        "pipeline": "matrix",
+        "target": "flow.py:main",
+        "executor": "local",
+        "host": "laptop",
+    },
+    ("POST", "/api/v1/pipelines/runs/{run_id}/records"): {"beat": True},
     ("POST", "/api/v1/models/{name}/versions"): {
         "files": [{"path": "a.txt", "digest": "blake3:" + "0" * 64, "size": 1}],
         "flavor": "sklearn",

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+import shipyard as sy
+from shipyard.client import RemoteProject
+
 from .conftest import Team
 
 _CLIENT = """
@@ -65,6 +68,17 @@ def _hook(event: str, args: tuple[object, ...]) -> None:
 sys.addaudithook(_hook)
 
 
+@sy.task
+def double(x: int) -> int:
+    print("doubling")
+    return 2 * x
+
+
+@sy.pipeline(name="doubled")
+def doubled(x: int) -> int:
+    return double(x)  # type: ignore[no-any-return]
+
+
 def test_the_server_never_loads_a_pickle(team: Team) -> None:
     # The server runs in this process (a thread): the audit hook sees every unpickling.
     from shipyard.server.api.policy import POLICY
@@ -83,6 +97,10 @@ def test_the_server_never_loads_a_pickle(team: Team) -> None:
             )
             admin.get(f"/api/v1/runs/{run['id']}/metric-history", params={"key": "m"})
             admin.get("/api/v1/runs", params={"filter": "metrics.m > 0"})
+        # A remote driver's records: results and logs (pickles) arrive as bytes by digest.
+        with RemoteProject(team.url, team.tokens["editor"], team.project.settings) as remote:
+            ran = remote.pipelines.run(doubled, {"x": 4})
+        assert ran.status == "succeeded" and team.project.pipelines.tasks(ran.id)
     finally:
         _watching.clear()
     assert _seen == []

@@ -11,6 +11,7 @@ import cloudpickle
 import pytest
 
 import shipyard as sy
+from shipyard.client.blobs import RemoteBlobs
 from shipyard.client.http import ApiClient
 from shipyard.client.pipelines import RemotePipelineService
 from shipyard.domain.pipelines import PipelineRun
@@ -67,7 +68,7 @@ def finished(team: Team) -> PipelineRun:
 def _remote(team: Team, role: str) -> Iterator[RemotePipelineService]:
     client = ApiClient(team.url, team.tokens[role])
     try:
-        yield RemotePipelineService(client)
+        yield RemotePipelineService(client, RemoteBlobs(client))
     finally:
         client.close()
 
@@ -133,8 +134,9 @@ def test_an_unknown_task_is_refused_naming_it(
         answer = http.get(logs, params={"task": "nope-0"})
         assert answer.status_code == 404
         assert "'nope-0'" in answer.json()["error"]["message"]
-        for bad in ("../greet-0", "/etc/passwd", "greet-0/../x", ".hidden"):
+        for bad in ("../greet-0", "/etc/passwd", "greet-0/../x", "..\\x", "a\x00b", "a\nb"):
             assert http.get(logs, params={"task": bad}).status_code == 422
+        assert http.get(logs, params={"task": ".hidden"}).status_code == 404  # no such task
         assert http.get(logs).status_code == 422  # which task: required
 
 

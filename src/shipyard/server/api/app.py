@@ -15,6 +15,7 @@ from shipyard.server.api.auth import authorize
 from shipyard.server.api.context import ApiContext
 from shipyard.server.api.errors import ERROR_RESPONSES, install_error_handlers
 from shipyard.server.api.guards import RequestGuard
+from shipyard.server.api.pipeline_scope import pipeline_scope
 from shipyard.server.api.policy import API_PREFIX, PUBLIC, allowed_roles
 from shipyard.server.api.routes import ROUTERS
 from shipyard.settings import Settings
@@ -65,7 +66,7 @@ def create_app(
         redoc_url=None,
         lifespan=lifespan,
         redirect_slashes=False,
-        dependencies=[Depends(authorize)],
+        dependencies=[Depends(authorize), Depends(pipeline_scope)],
         responses=ERROR_RESPONSES,
     )
     limit = project.settings.upload_limit if upload_limit is None else upload_limit

@@ -69,7 +69,7 @@ POLICY: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("GET", f"{_V1}/dataset-versions"): READ,
     ("POST", f"{_V1}/datasets/{{name}}/versions"): WRITE,
     ("PUT", f"{_V1}/datasets/{{name}}/labels/{{label}}"): WRITE,
-    # deployments and pipelines (read-only for now)
+    # deployments and pipelines
     ("GET", f"{_V1}/deployments"): READ,
     ("GET", f"{_V1}/pipelines/runs"): READ,
     ("GET", f"{_V1}/deployments/{{deployment_id}}"): READ,
@@ -77,6 +77,10 @@ POLICY: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("GET", f"{_V1}/pipelines/runs/{{run_id}}/tasks"): READ,
     ("GET", f"{_V1}/pipelines/runs/{{run_id}}/logs"): READ,
     ("POST", f"{_V1}/pipelines/runs/{{run_id}}/cancel"): WRITE,
+    # remote pipeline drivers
+    ("POST", f"{_V1}/pipelines/runs"): WRITE,
+    ("POST", f"{_V1}/pipelines/runs/{{run_id}}/records"): WRITE,
+    ("GET", f"{_V1}/pipelines/cache/{{cache_key}}"): WRITE,
     # monitoring
     ("GET", f"{_V1}/monitoring/runs"): READ,
     ("GET", f"{_V1}/monitoring/runs/{{run_id}}"): READ,

@@ -8,12 +8,14 @@ from typing import Annotated, Any
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from shipyard.domain.pipelines import TASK_STATES
 from shipyard.domain.references import MAX_NAME_LENGTH
 from shipyard.services.runs import MAX_KEY, MAX_PARAM
 
 __all__ = [
     "MAX_INT32",
     "NAME_PATTERN",
+    "TASK_KEY_PATTERN",
     "AliasBody",
     "ArtifactsBody",
     "DatasetVersionBody",
@@ -27,10 +29,14 @@ __all__ = [
     "MissingBody",
     "ModelVersionBody",
     "NamePath",
+    "PipelineEndBody",
+    "PipelineRecordsBody",
+    "PipelineRunBody",
     "PromotionBody",
     "RolesBody",
     "RunCreateBody",
     "RunIdPath",
+    "TaskRowBody",
     "TokenBody",
     "UserBody",
     "VersionPath",
@@ -222,3 +228,61 @@ class FeedbackBody(_Body):
         min_length=1, max_length=100_000
     )
     deployment_id: Id | None = None
+
+
+# -- pipeline records from remote drivers ----------------------------------------------
+
+# A task key is the task's name (any function name, `<lambda>` too) and "-N": a row key,
+# never a path; no separators or control characters.
+TASK_KEY_PATTERN = r"^[^\x00-\x1f\x7f/\\]+$"
+TaskKey = Annotated[str, StringConstraints(pattern=TASK_KEY_PATTERN, max_length=255)]
+LongText = Annotated[str, StringConstraints(max_length=1_000_000, pattern=NO_NUL)]
+CacheKey = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+class PipelineRunBody(_Body):
+    """A pipeline run a remote driver starts now (it runs where the driver is)."""
+
+    pipeline: Name
+    target: Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=NO_NUL)]
+    params: dict[Annotated[str, StringConstraints(max_length=MAX_KEY)], Any] = Field(
+        default_factory=dict, max_length=1000
+    )
+    executor: Annotated[str, StringConstraints(max_length=32, pattern=r"^(local|ray)(://\S+)?$")]
+    host: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,255}$")]
+    pid: Annotated[int, Field(ge=0, le=MAX_INT32)] | None = None
+    resumed_from: Id | None = None
+    schedule: Name | None = None
+
+
+class TaskRowBody(_Body):
+    """One task run's row as its driver sees it now."""
+
+    key: TaskKey
+    task: TaskKey
+    status: Annotated[str, StringConstraints(pattern=f"^({'|'.join(TASK_STATES)})$")]
+    attempt: Annotated[int, Field(ge=0, le=MAX_INT32)]
+    upstream: list[TaskKey] = Field(default_factory=list, max_length=100_000)
+    cache_key: CacheKey | None = None
+    result_digest: Digest | None = None
+    log_digest: Digest | None = None
+    pid: Annotated[int, Field(ge=0, le=MAX_INT32)] | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    error: LongText | None = None
+
+
+class PipelineEndBody(_Body):
+    """How the driver ended the run."""
+
+    status: Annotated[str, StringConstraints(pattern=r"^(succeeded|failed|cancelled)$")]
+    error: LongText | None = None
+    result_digest: Digest | None = None
+
+
+class PipelineRecordsBody(_Body):
+    """A batch of a run's records: changed task rows, a heartbeat, and the end if it came."""
+
+    tasks: list[TaskRowBody] = Field(default_factory=list, max_length=10_000)
+    run: PipelineEndBody | None = None
+    beat: bool = False

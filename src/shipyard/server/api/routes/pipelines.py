@@ -1,12 +1,19 @@
-"""Pipeline runs: list, show, their task runs, a task's captured logs, and cancel.
+"""Pipeline runs: read, cancel, and the records remote drivers send.
+
+Reads: list, show, task runs, a task's captured logs. Remote drivers start a run, send
+batches of task rows with a heartbeat and the end, and ask for cached results.
 
 Logs are blobs in the content store: the digest comes from the task run's record, never from
 the client, and the bytes are streamed as stored (verified against the digest as they go).
+A remote driver uploads results and logs to ``/blobs`` first and names them by digest; the
+server checks that it holds them (``PipelineIntake``).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from datetime import UTC
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -16,22 +23,32 @@ from shipyard.errors import NotFoundError
 from shipyard.server.api.auth import caller
 from shipyard.server.api.context import ApiContext, Caller
 from shipyard.server.api.policy import API_PREFIX
-from shipyard.server.api.schemas import NAME_PATTERN
+from shipyard.server.api.schemas import (
+    NAME_PATTERN,
+    TASK_KEY_PATTERN,
+    PipelineRecordsBody,
+    PipelineRunBody,
+    RunIdPath,
+)
+from shipyard.services.pipeline_intake import PipelineIntake
 from shipyard.services.pipelines import PipelineService
 
-__all__ = ["TASK_KEY_PATTERN", "router"]
+__all__ = ["router"]
 
 router = APIRouter(prefix=API_PREFIX, tags=["pipelines"])
 Who = Annotated[Caller, Depends(caller)]
 # A run id, or its first 6+ characters as the CLI accepts (hex only: no LIKE wildcards).
 PipelineRunId = Annotated[str, Path(pattern=r"^[0-9a-f]{6,32}$")]
-# Task keys are ``name-N`` with the task's (function) name, ``<lambda>`` too; never a path.
-TASK_KEY_PATTERN = r"^[A-Za-z0-9_<][A-Za-z0-9_.<>\-]*$"
 
 
 def _pipelines(request: Request) -> PipelineService:
     context: ApiContext = request.app.state.context
     return context.project.pipelines
+
+
+def _intake(request: Request, who: Caller) -> PipelineIntake:
+    context: ApiContext = request.app.state.context
+    return PipelineIntake(context.project.metadata, context.transfers, who.identity.user)
 
 
 @router.get("/pipelines/runs")
@@ -89,3 +106,53 @@ def task_logs(
 def cancel_pipeline_run(request: Request, run_id: PipelineRunId, who: Who) -> JSONResponse:
     """Ask a running run to stop; 409 when it has ended."""
     return JSONResponse(_pipelines(request).cancel(run_id, actor=who.identity.user).to_dict())
+
+
+@router.post("/pipelines/runs", status_code=201)
+def start_pipeline_run(request: Request, body: PipelineRunBody, who: Who) -> JSONResponse:
+    """Record a pipeline run a remote driver starts now, as the caller; the run.
+
+    The driver runs the pipeline where it is and sends its records to
+    ``/pipelines/runs/{run_id}/records``.
+    """
+    fields = body.model_dump()
+    fields["params"] = json.dumps(fields["params"], sort_keys=True)
+    run_id = _intake(request, who).begin(fields)
+    return JSONResponse(_pipelines(request).get(run_id).to_dict(), status_code=201)
+
+
+@router.post("/pipelines/runs/{run_id}/records")
+def record_pipeline_run(
+    request: Request, run_id: RunIdPath, body: PipelineRecordsBody, who: Who
+) -> JSONResponse:
+    """Write a batch of the caller's run: task rows, a heartbeat, the end if it came.
+
+    403 when another user started the run, 409 once it has ended, 404 when a digest it
+    names is not stored. The answer says whether the run was asked to stop.
+    """
+    tasks = [_aware(t.model_dump()) for t in body.tasks]
+    run = body.run.model_dump() if body.run is not None else {}
+    cancel = _intake(request, who).write(run_id, tasks, run, beat=body.beat)
+    return JSONResponse({"cancel_requested": cancel})
+
+
+@router.get("/pipelines/cache/{cache_key}")
+def cached_task_result(
+    request: Request,
+    cache_key: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")],
+    who: Who,
+) -> JSONResponse:
+    """The stored result of a task call with this cache key, among the caller's own runs.
+
+    ``{"result_digest": null}`` when there is none.
+    """
+    return JSONResponse({"result_digest": _intake(request, who).lookup(cache_key)})
+
+
+def _aware(row: dict[str, Any]) -> dict[str, Any]:
+    # A time without a zone is UTC (the driver's clock); the store keeps aware UTC times.
+    for column in ("started_at", "ended_at"):
+        moment = row.get(column)
+        if moment is not None and moment.tzinfo is None:
+            row[column] = moment.replace(tzinfo=UTC)
+    return row
