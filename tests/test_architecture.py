@@ -76,7 +76,15 @@ def test_settings_is_the_only_reader_of_the_environment_and_config() -> None:
 
 def test_the_public_api_equals_dunder_all() -> None:
     assert sorted(shipyard.__all__) == shipyard.__all__
-    lazy_services = {"autolog", "datasets", "models", "predictions", "registry", "runs"}
+    lazy_services = {
+        "autolog",
+        "datasets",
+        "models",
+        "pipelines",
+        "predictions",
+        "registry",
+        "runs",
+    }
     for name in set(shipyard.__all__) - lazy_services:
         assert getattr(shipyard, name) is not None
     public = {
@@ -94,6 +102,7 @@ def test_the_public_api_equals_dunder_all() -> None:
         "datasets",
         "models",
         "pipeline",
+        "pipelines",
         "predictions",
         "registry",
         "runs",

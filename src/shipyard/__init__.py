@@ -51,6 +51,7 @@ __all__ = [
     "datasets",
     "models",
     "pipeline",
+    "pipelines",
     "predictions",
     "registry",
     "runs",
@@ -161,7 +162,7 @@ def _run_pipeline(flow: Any, params: dict[str, Any], **options: Any) -> Any:
 def __getattr__(name: str) -> Any:
     # Heavy modules load on first use so that `import shipyard` stays fast; `sy.datasets`
     # and friends are the services of the working directory's project.
-    if name in ("datasets", "models", "predictions", "registry", "runs"):
+    if name in ("datasets", "models", "pipelines", "predictions", "registry", "runs"):
         return _service(name)
     if name == "autolog":
         from shipyard.services.autolog import Autolog, enable_autolog

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CliState",
     "JsonOption",
+    "load_settings",
     "open_datasets",
     "open_project",
     "open_remote_project",

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from shipyard.cli.context import JsonOption, open_project, open_service
+from shipyard.cli.context import JsonOption, open_service
 from shipyard.cli.output import console, emit_json, errors_to_exit, kv_table, table
 from shipyard.domain.monitoring import MonitorRun
 
@@ -97,12 +97,14 @@ def run(
 ) -> None:
     """Monitor a model version over a window; alert and retrain as [monitoring] says."""
     with errors_to_exit():
-        project = open_project(ctx)
-        result = project.monitoring.run(
+        # In remote mode the server computes the run where the prediction log is; the HTML
+        # report comes back by digest and is written here.
+        monitoring = open_service(ctx, "monitoring")
+        result = monitoring.run(
             model, window=window, reference=reference, current=current, retrain=not no_retrain
         )
         if html is not None:
-            html.write_text(project.monitoring.report_html(result.id), encoding="utf-8")
+            html.write_text(monitoring.report_html(result.id), encoding="utf-8")
     if as_json:
         emit_json(result.to_dict())
         return
@@ -164,7 +166,7 @@ def metrics(
 ) -> None:
     """Print the latest monitor run of each model as Prometheus text."""
     with errors_to_exit():
-        text = open_project(ctx).monitoring.metrics_text(model or None)
+        text = open_service(ctx, "monitoring").metrics_text(model or None)
     if as_json:
         emit_json({"text": text})
     else:

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from shipyard.cli.context import JsonOption, open_project
+from shipyard.cli.context import JsonOption, open_service
 from shipyard.cli.output import console, emit_json, errors_to_exit, kv_table
 from shipyard.services.packaging import PORT
 
@@ -30,7 +30,9 @@ def package(
 ) -> None:
     """Write a model version as a bundle: files + digests, pinned requirements, Dockerfile."""
     with errors_to_exit():
-        written = open_project(ctx).packages.package(reference, out, force=force)
+        # In remote mode the version's files come through the server, verified by digest;
+        # the bundle is written here, the same as a local project writes it.
+        written = open_service(ctx, "packages").package(reference, out, force=force)
     if as_json:
         emit_json(written.to_dict())
         return

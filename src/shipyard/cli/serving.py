@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from shipyard.cli.context import JsonOption, open_project
+from shipyard.cli.context import JsonOption, load_settings, open_services
 from shipyard.cli.output import console, emit_json, errors_to_exit, fail
 
 __all__ = ["serve"]
@@ -112,8 +112,9 @@ def serve(
             )
 
     with errors_to_exit():
-        project = open_project(ctx)
+        project = open_services(ctx)  # the local project, or the server SHIPYARD_URI names
         if workers > 1 and fd is None:
-            code = run.serve_workers(project, reference, options, ready)
+            root = load_settings(ctx).root
+            code = run.serve_workers(project, reference, options, ready, root=root)
             raise typer.Exit(code)
         run.serve(project, reference, options, ready)

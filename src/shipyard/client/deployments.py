@@ -1,8 +1,10 @@
-"""Deployments over HTTP: the read methods of ``DeploymentService``."""
+"""Deployments over HTTP: read them, and record a serving process's deployment."""
 
 from __future__ import annotations
 
 import builtins
+import os
+import socket
 from typing import Any
 from urllib.parse import quote
 
@@ -23,13 +25,45 @@ class RemoteDeploymentService:
     def __init__(self, client: ApiClient) -> None:
         self._client = client
 
+    def start(
+        self, *, name: str, version: int, alias: str | None, url: str, runtime: str
+    ) -> Deployment:
+        """Record on the server that this process now serves ``name@version`` at ``url``.
+
+        Raises:
+            NotFoundError: if the model version does not exist.
+            InvalidArgumentError: for a bad name, alias, runtime or URL.
+        """
+        body = {
+            "name": name,
+            "version": version,
+            "alias": alias,
+            "url": url,
+            "runtime": runtime,
+            "host": "".join(c for c in socket.gethostname() if c.isalnum() or c in "-_.")[:255],
+            "pid": os.getpid(),
+        }
+        return from_record(Deployment, self._client.call("POST", "/deployments", body=body))
+
+    def switch(self, deployment_id: str, version: int) -> None:
+        """Record that this deployment now serves another version of its model."""
+        self._client.call("POST", _path(deployment_id, "/switch"), body={"version": version})
+
+    def heartbeat(self, deployment_id: str) -> None:
+        """Record that this deployment is alive now."""
+        self._client.call("POST", _path(deployment_id, "/heartbeat"))
+
+    def stop(self, deployment_id: str) -> None:
+        """Record that this deployment stopped."""
+        self._client.call("POST", _path(deployment_id, "/stop"))
+
     def get(self, deployment_id: str) -> Deployment:
         """One deployment, with its effective status.
 
         Raises:
             NotFoundError: for an unknown id.
         """
-        found = self._client.call("GET", f"/deployments/{quote(deployment_id, safe='')}")
+        found = self._client.call("GET", _path(deployment_id))
         return from_record(Deployment, found)
 
     def list(
@@ -51,3 +85,7 @@ class RemoteDeploymentService:
             params["status"] = status
         found = self._client.call("GET", "/deployments", params=params)
         return [from_record(Deployment, d) for d in found]
+
+
+def _path(deployment_id: str, tail: str = "") -> str:
+    return f"/deployments/{quote(deployment_id, safe='')}{tail}"

@@ -63,8 +63,12 @@ class ApiClient:
         *,
         body: Any = None,
         params: dict[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> Any:
         """Send one request and return the decoded JSON answer.
+
+        ``timeout`` overrides the client's for a call the server may work on for long (a
+        monitor run over a large log).
 
         Raises:
             ShipyardError: the category the server answered with (404 NotFoundError, ...).
@@ -72,7 +76,9 @@ class ApiClient:
         """
         content = None if body is None else json.dumps(body, allow_nan=False).encode()
         headers = {"content-type": "application/json"} if content is not None else None
-        return self.send(method, path, content=content, params=params, headers=headers)
+        return self.send(
+            method, path, content=content, params=params, headers=headers, timeout=timeout
+        )
 
     def send(
         self,
@@ -82,6 +88,7 @@ class ApiClient:
         content: bytes | Iterable[bytes] | None = None,
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        timeout: float | None = None,
     ) -> Any:
         """Send a request with a raw (possibly streamed) body; return the decoded JSON answer.
 
@@ -91,7 +98,12 @@ class ApiClient:
         """
         try:
             answer = self._http.request(
-                method, path, content=content, params=params, headers=_scoped(headers)
+                method,
+                path,
+                content=content,
+                params=params,
+                headers=_scoped(headers),
+                timeout=self._http.timeout if timeout is None else httpx.Timeout(timeout),
             )
         except httpx.HTTPError as exc:
             raise StoreUnavailableError(self.base_url, f"{type(exc).__name__}: {exc}") from None

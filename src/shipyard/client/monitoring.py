@@ -1,15 +1,30 @@
-"""Monitor runs over HTTP: the read methods of ``MonitoringService``."""
+"""Monitor runs over HTTP: ``MonitoringService``'s methods, computed where the data is.
+
+``run`` asks the server to monitor: the prediction log and the reference datasets are there,
+so the run is computed and stored there, as the token's user. Reports come back by digest
+(verified), and ``metrics_text`` is the server's Prometheus text.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from shipyard.client.blobs import RemoteBlobs
 from shipyard.client.http import ApiClient
 from shipyard.domain.monitoring import MonitorRun
 from shipyard.domain.records import from_record
+from shipyard.domain.references import validate_name
+from shipyard.errors import NotFoundError
+from shipyard.services.monitoring_metrics import prometheus_lines
 
-__all__ = ["RemoteMonitoringService"]
+__all__ = ["MAX_QUERY_NAMES", "RemoteMonitoringService"]
+
+# Model names one metrics request carries (the server's MAX_METRICS_MODELS).
+MAX_QUERY_NAMES = 40
+_RUN_TIMEOUT = 3600.0  # seconds a monitor run may take on the server
 
 
 class RemoteMonitoringService:
@@ -17,10 +32,54 @@ class RemoteMonitoringService:
 
     Args:
         client: the connection to the server.
+        blobs: the server's content, for the HTML reports (default: over ``client``).
     """
 
-    def __init__(self, client: ApiClient) -> None:
+    def __init__(self, client: ApiClient, blobs: RemoteBlobs | None = None) -> None:
         self._client = client
+        self._blobs = blobs if blobs is not None else RemoteBlobs(client)
+
+    def run(
+        self,
+        model_ref: str,
+        *,
+        window: str = "24h",
+        reference: str | None = None,
+        current: str | None = None,
+        retrain: bool = True,
+        now: datetime | None = None,
+    ) -> MonitorRun:
+        """Monitor one model version over a window, on the server (see ``MonitoringService.run``).
+
+        Args:
+            model_ref: the model version (``churn@production``, ``churn@3``).
+            window: how far back the prediction log is read (``24h``, ``7d``).
+            reference: the reference dataset version (default: the training data).
+            current: a dataset version to monitor instead of the prediction log.
+            retrain: ask for the retraining loop; the server does not run it, and says so in
+                ``run.retrain`` when a run alerts and retraining is configured.
+            now: the window's end (default: the server's now); a time without a zone is UTC.
+
+        Returns:
+            The run the server stored, as the token's user.
+
+        Raises:
+            NotFoundError: for an unknown model or dataset version.
+            InvalidArgumentError: for a bad reference or window, or when no reference can be
+                found (pass one).
+        """
+        body: dict[str, Any] = {
+            "model": model_ref,
+            "window": "".join(window.split()),  # "1 h" as parse_duration reads it
+            "reference": reference,
+            "current": current,
+            "retrain": retrain,
+        }
+        if now is not None:
+            body["now"] = (now if now.tzinfo else now.replace(tzinfo=UTC)).isoformat()
+        # The server reads the whole window of the log: allow it far longer than a read.
+        found = self._client.call("POST", "/monitoring/runs", body=body, timeout=_RUN_TIMEOUT)
+        return from_record(MonitorRun, found)
 
     def show(self, run_id: str) -> MonitorRun:
         """One monitor run.
@@ -52,3 +111,40 @@ class RemoteMonitoringService:
             "GET", f"/monitoring/runs/{quote(run_id, safe='')}/report"
         )
         return found
+
+    def report_html(self, run_id: str) -> str:
+        """The stored self-contained HTML report of a run, downloaded by its digest (verified).
+
+        Raises:
+            NotFoundError: if there is no such run or it has no stored HTML report.
+        """
+        run = self.show(run_id)
+        if run.html_digest is None:
+            raise NotFoundError(f"monitor run {run_id} has no stored HTML report")
+        return self._blobs.read_bytes(run.html_digest).decode()
+
+    def metrics_text(self, names: Sequence[str] | None = None) -> str:
+        """The latest run of each model as Prometheus gauges (text exposition format).
+
+        Args:
+            names: only these models; None for every monitored model.
+        """
+        wanted = None if names is None else sorted(set(names))
+        if wanted is not None and not wanted:  # no model asked for: the headers alone
+            return "\n".join(prometheus_lines([])) + "\n"
+        if wanted is not None and len(wanted) > MAX_QUERY_NAMES:
+            # Too many for one URL: every model's text, then only these models' series (the
+            # headers stay, as the local text has them for any names).
+            labels = tuple(f'{{model="{validate_name(n, what="model name")}",' for n in wanted)
+            every = self._metrics(None).splitlines()
+            kept = [
+                line for line in every if line.startswith("#") or any(x in line for x in labels)
+            ]
+            return "\n".join(kept) + "\n"
+        return self._metrics(wanted)
+
+    def _metrics(self, names: list[str] | None) -> str:
+        params = {} if names is None else {"model": names}
+        with self._client.stream("GET", "/monitoring/metrics", params=params) as answer:
+            answer.read()
+            return answer.text

@@ -1,17 +1,55 @@
-"""The prediction log over HTTP: read it (and query it with DuckDB here), send labels."""
+"""The prediction log over HTTP: write it, read it (and query it with DuckDB here), label it.
+
+A serving process pointed at a server logs as locally (an in-memory queue, batches written
+in the background); each batch file is sent to its deployment on the server, which checks
+it and stores it (``RemoteBatches``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from shipyard.client.http import ApiClient
 from shipyard.domain.references import validate_name
-from shipyard.errors import NotSupportedError
 from shipyard.services.predictions import PredictionLog, PredictionService
 
-__all__ = ["RemotePredictionService"]
+__all__ = ["RemoteBatches", "RemotePredictionService"]
+
+
+class RemoteBatches:
+    """A ``BatchSink`` that sends each batch file to the deployment's server.
+
+    Args:
+        client: the connection to the server.
+    """
+
+    def __init__(self, client: ApiClient) -> None:
+        self._client = client
+
+    def store_batch(
+        self,
+        *,
+        deployment_id: str,
+        name: str,
+        data: bytes,
+        rows: int,
+        first_at: datetime,
+        last_at: datetime,
+    ) -> None:
+        """Send the Parquet file to the deployment.
+
+        The server reads rows, times and the model from the file and the deployment; it
+        trusts none of the other arguments.
+        """
+        self._client.send(
+            "POST",
+            f"/deployments/{quote(deployment_id, safe='')}/predictions",
+            content=data,
+            headers={"content-type": "application/octet-stream"},
+        )
 
 
 class RemotePredictionService(PredictionService):
@@ -25,8 +63,10 @@ class RemotePredictionService(PredictionService):
         self._client = client
 
     def log(self, *, deployment_id: str, name: str, **options: Any) -> PredictionLog:
-        """Not here: a model server writes its log into its own project's store."""
-        raise NotSupportedError("remote mode", "writing a prediction log (serve locally)")
+        """A new writer for one deployment's predictions, sending batches to the server."""
+        return PredictionLog(
+            RemoteBatches(self._client), deployment_id=deployment_id, name=name, **options
+        )
 
     def read(
         self,

@@ -25,6 +25,7 @@ from shipyard.client.http import ApiClient
 from shipyard.client.lineage import RemoteLineageService
 from shipyard.client.models import RemoteModelService, RemoteRegistryService
 from shipyard.client.monitoring import RemoteMonitoringService
+from shipyard.client.packaging import RemotePackageService
 from shipyard.client.pipelines import RemotePipelineService
 from shipyard.client.predictions import RemotePredictionService
 from shipyard.client.users import RemoteTokenService, RemoteUserService
@@ -227,6 +228,7 @@ class RemoteProject:
         self.audit = RemoteAuditService(self.client)
         self.lineage = RemoteLineageService(self.client)
         self.predictions = RemotePredictionService(self.client)
+        self.packages = RemotePackageService(self.client, self.registry, self.models, settings)
 
     def whoami(self) -> dict[str, Any]:
         """The user the token speaks for and their roles."""
@@ -254,8 +256,21 @@ def _moment(text: str | None) -> datetime | None:
 
 
 def _run(data: Mapping[str, Any]) -> Run:
+    # A search page decodes thousands of these: plain floats skip the checked conversion.
     start = _moment(data["start_time"])
     assert start is not None
+    metrics = {}
+    for k, m in data["metrics"].items():
+        value, low, high = m["value"], m["min"], m["max"]
+        metrics[k] = MetricSummary(
+            m["key"],
+            value if type(value) is float else float_from_json(value),
+            m["step"],
+            m["timestamp"],
+            low if low is None or type(low) is float else float_from_json(low),
+            high if high is None or type(high) is float else float_from_json(high),
+            m["count"],
+        )
     return Run(
         id=data["id"],
         experiment=data["experiment"],
@@ -269,18 +284,7 @@ def _run(data: Mapping[str, Any]) -> Run:
         pid=data["pid"],
         params=dict(data["params"]),
         tags=dict(data["tags"]),
-        metrics={
-            k: MetricSummary(
-                key=m["key"],
-                value=float_from_json(m["value"]),
-                step=m["step"],
-                timestamp=m["timestamp"],
-                min=None if m["min"] is None else float_from_json(m["min"]),
-                max=None if m["max"] is None else float_from_json(m["max"]),
-                count=m["count"],
-            )
-            for k, m in data["metrics"].items()
-        },
+        metrics=metrics,
         environment=data["environment"],
         resources=data["resources"],
     )

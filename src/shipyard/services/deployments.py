@@ -20,7 +20,12 @@ from shipyard.domain.deployments import RUNTIMES, STALE_AFTER, STATUSES, Deploym
 from shipyard.domain.ids import new_id, utcnow
 from shipyard.domain.lineage import Node
 from shipyard.domain.references import validate_name
-from shipyard.errors import ConflictError, DeploymentNotFoundError, InvalidArgumentError
+from shipyard.errors import (
+    ConflictError,
+    DeploymentNotFoundError,
+    InvalidArgumentError,
+    PermissionDeniedError,
+)
 from shipyard.services.audit import AuditService
 from shipyard.services.lineage import LineageService
 from shipyard.services.registry import RegistryService
@@ -63,7 +68,15 @@ class DeploymentService:
         self._host = socket.gethostname()
 
     def start(
-        self, *, name: str, version: int, alias: str | None, url: str, runtime: str
+        self,
+        *,
+        name: str,
+        version: int,
+        alias: str | None,
+        url: str,
+        runtime: str,
+        host: str | None = None,
+        pid: int | None = None,
     ) -> Deployment:
         """Record that this process now serves ``name@version`` at ``url``.
 
@@ -73,6 +86,9 @@ class DeploymentService:
             alias: the alias the server follows (``champion``), or None for a fixed version.
             url: where the server listens.
             runtime: ``onnx`` or ``native``.
+            host: the serving process's host (default: this one; a server records a
+                remote serving process's).
+            pid: its process id (default: this process's).
 
         Returns:
             The running deployment, with this host and process id.
@@ -96,8 +112,8 @@ class DeploymentService:
             version=version,
             alias=alias,
             url=url,
-            host=self._host,
-            pid=os.getpid(),
+            host=host or self._host,
+            pid=os.getpid() if pid is None else pid,
             runtime=runtime,
             status="running",
             started_at=now,
@@ -124,7 +140,7 @@ class DeploymentService:
                     "ref": ref,
                     "alias": alias,
                     "url": url,
-                    "host": self._host,
+                    "host": deployment.host,
                     "runtime": runtime,
                 },
             )
@@ -213,6 +229,21 @@ class DeploymentService:
                 before={"status": "running"},
                 after={"status": "stopped"},
             )
+
+    def require_own(self, deployment_id: str) -> Deployment:
+        """A deployment this service's actor started (a remote serving process's check).
+
+        Raises:
+            DeploymentNotFoundError: for an unknown id.
+            PermissionDeniedError: if another user started it.
+        """
+        found = self.get(deployment_id)
+        if found.started_by != self._actor:
+            raise PermissionDeniedError(
+                f"deployment {deployment_id} was started by {found.started_by}; "
+                "only its serving process records it"
+            )
+        return found
 
     def get(self, deployment_id: str) -> Deployment:
         """One deployment, with its effective status.

@@ -19,7 +19,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from shipyard.domain.ids import new_id, utcnow
 from shipyard.domain.models import ModelVersion
@@ -28,14 +28,20 @@ from shipyard.errors import (
     CorruptBlobError,
     InvalidArgumentError,
 )
-from shipyard.services.models import ModelService
 from shipyard.services.objects import check_relative_path
 from shipyard.services.packaging_bundle import FORMAT, MANIFEST, MODEL_DIR
 from shipyard.services.packaging_requirements import build_wheel, lock
-from shipyard.services.registry import RegistryService
 from shipyard.stores.artifacts.content import hash_file
 
-__all__ = ["PORT", "SERVING_REQUIREMENTS", "Package", "PackageService", "dockerfile"]
+__all__ = [
+    "PORT",
+    "SERVING_REQUIREMENTS",
+    "Package",
+    "PackageService",
+    "VersionFiles",
+    "VersionResolver",
+    "dockerfile",
+]
 
 PORT = 8080
 # What the bundle's HTTP server needs besides shipyard's own dependencies and the model's.
@@ -85,16 +91,48 @@ class Package:
         }
 
 
+class VersionResolver(Protocol):
+    """What packaging asks of a registry: the local one, or a server's (remote mode)."""
+
+    def resolve(self, reference: str) -> ModelVersion:
+        """The version a reference names now."""
+        ...
+
+
+class VersionFiles(Protocol):
+    """What packaging asks of a model service: the local one, or a server's (remote mode)."""
+
+    def path(self, version: ModelVersion) -> Path:
+        """A local folder with the version's files, verified against their digests."""
+        ...
+
+    def files(self, version: ModelVersion) -> list[dict[str, Any]]:
+        """The version's files: path, size, digest."""
+        ...
+
+
 class PackageService:
-    """Writes model versions as self-contained bundles."""
+    """Writes model versions as self-contained bundles.
+
+    Args:
+        registry: resolves references (a ``RegistryService``, or a server's registry).
+        models: the versions' files (a ``ModelService``, or a server's, which downloads and
+            verifies them): the bundle is the same either way.
+        actor: who the manifest says packaged it.
+        project_root: the project's folder, which ``--force`` never replaces.
+    """
 
     def __init__(
-        self, registry: RegistryService, models: ModelService, *, actor: str, project_root: Path
+        self, registry: VersionResolver, models: VersionFiles, *, actor: str, project_root: Path
     ) -> None:
         self._registry = registry
         self._models = models
         self._actor = actor
         self._project_root = project_root
+
+    def _packager(self) -> str:
+        """Who the manifest records as having packaged the bundle."""
+        return self._actor
 
     def package(self, reference: str, out_dir: Path, *, force: bool = False) -> Package:
         """Write ``reference`` (``churn@7``, ``churn@champion``) as a bundle in ``out_dir``.
@@ -209,7 +247,7 @@ class PackageService:
             "shipyard": importlib.metadata.version("shipyard"),
             "python": platform.python_version(),
             "created_at": utcnow().isoformat(),
-            "created_by": self._actor,
+            "created_by": self._packager(),
             "files": files,
         }
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

@@ -2,10 +2,12 @@
 
 ``record`` only appends to an in-memory queue (no I/O, no Arrow, no lock held for long).
 A background thread takes a batch when ``max_rows`` rows wait or the oldest has waited
-``max_delay`` seconds, turns it into one zstd Parquet file, stores the file
-content-addressed, then inserts its ``prediction_batches`` row in one transaction. A batch
-is visible only once both are committed, so a crash loses at most the queue and never
-leaves a row pointing at a missing file (an orphan blob, at worst, is collected by gc).
+``max_delay`` seconds, turns it into one zstd Parquet file and hands it to a ``BatchSink``.
+``StoredBatches`` stores the file content-addressed, then inserts its ``prediction_batches``
+row in one transaction: a batch is visible only once both are committed, so a crash loses
+at most the queue and never leaves a row pointing at a missing file (an orphan blob, at
+worst, is collected by gc). A server behind a remote serving process does the same with
+the file it was sent (the client's sink uploads, then records).
 
 When the queue is full (``max_queued_rows``) new requests are dropped and counted: the
 log never slows down serving.
@@ -20,7 +22,7 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from shipyard.domain.ids import new_id, utcnow
 from shipyard.domain.predictions import Logged, columns_of, sampled
@@ -30,18 +32,85 @@ from shipyard.stores.artifacts.content import ContentStore
 from shipyard.stores.metadata import SqlMetadataStore
 from shipyard.stores.metadata.schema import prediction_batches
 
-__all__ = ["PredictionLog", "batch_table"]
+__all__ = ["BatchSink", "PredictionLog", "StoredBatches", "batch_table", "batch_types"]
 
 _log = logging.getLogger(__name__)
 _RETRIES = (0.2, 1.0, 5.0)  # seconds between attempts to store a batch before dropping it
+
+
+class BatchSink(Protocol):
+    """Where the log's Parquet files go: the project's stores, or a server."""
+
+    def store_batch(
+        self,
+        *,
+        deployment_id: str,
+        name: str,
+        data: bytes,
+        rows: int,
+        first_at: datetime,
+        last_at: datetime,
+    ) -> None:
+        """Store one batch file and make it visible to readers (both, or neither)."""
+        ...
+
+
+class StoredBatches:
+    """A ``BatchSink`` on the project's stores.
+
+    Args:
+        metadata: the metadata store (receives one ``prediction_batches`` row a file).
+        content: the content store (receives the Parquet files).
+    """
+
+    def __init__(self, metadata: SqlMetadataStore, content: ContentStore) -> None:
+        self._metadata = metadata
+        self._content = content
+
+    def store_batch(
+        self,
+        *,
+        deployment_id: str,
+        name: str,
+        data: bytes,
+        rows: int,
+        first_at: datetime,
+        last_at: datetime,
+    ) -> None:
+        """Store the file, then its row (after the blob: a row never dangles)."""
+        digest = self._content.put_bytes(data).digest
+        self.record(deployment_id, name, digest, rows, first_at, last_at)
+
+    def record(
+        self,
+        deployment_id: str,
+        name: str,
+        digest: str,
+        rows: int,
+        first_at: datetime,
+        last_at: datetime,
+    ) -> None:
+        """Insert the row of a batch file already stored as ``digest``."""
+        with self._metadata.write() as conn:
+            conn.execute(
+                prediction_batches.insert().values(
+                    id=new_id(),
+                    deployment_id=deployment_id,
+                    name=name,
+                    digest=digest,
+                    rows=rows,
+                    first_at=first_at,
+                    last_at=last_at,
+                    created_at=utcnow(),
+                )
+            )
 
 
 class PredictionLog:
     """The asynchronous, batched writer of one deployment's predictions.
 
     Args:
-        metadata: the metadata store (receives one ``prediction_batches`` row a file).
-        content: the content store (receives the Parquet files).
+        sink: where batch files go (``StoredBatches``, or a server's).
         deployment_id: the deployment whose predictions these are.
         name: the model's name.
         sample_rate: the share of requests logged, 0 to 1, decided by request id.
@@ -52,8 +121,7 @@ class PredictionLog:
 
     def __init__(
         self,
-        metadata: SqlMetadataStore,
-        content: ContentStore,
+        sink: BatchSink,
         *,
         deployment_id: str,
         name: str,
@@ -69,8 +137,7 @@ class PredictionLog:
             raise InvalidArgumentError("max_rows must be >= 1 and <= max_queued_rows")
         if not max_delay > 0:
             raise InvalidArgumentError(f"max_delay is a number of seconds > 0, not {max_delay!r}")
-        self._metadata = metadata
-        self._content = content
+        self._sink = sink
         self.deployment_id = deployment_id
         self.name = name
         self._rate = float(sample_rate)
@@ -272,21 +339,29 @@ class PredictionLog:
         table = batch_table(batch, self.deployment_id)
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd")
-        info = self._content.put_bytes(sink.getvalue().to_pybytes())
         times = [e.at for e in batch]
-        with self._metadata.write() as conn:  # after the blob: a row never dangles
-            conn.execute(
-                prediction_batches.insert().values(
-                    id=new_id(),
-                    deployment_id=self.deployment_id,
-                    name=self.name,
-                    digest=info.digest,
-                    rows=rows,
-                    first_at=datetime.fromtimestamp(min(times), UTC),
-                    last_at=datetime.fromtimestamp(max(times), UTC),
-                    created_at=utcnow(),
-                )
-            )
+        self._sink.store_batch(
+            deployment_id=self.deployment_id,
+            name=self.name,
+            data=sink.getvalue().to_pybytes(),
+            rows=rows,
+            first_at=datetime.fromtimestamp(min(times), UTC),
+            last_at=datetime.fromtimestamp(max(times), UTC),
+        )
+
+
+def batch_types() -> dict[str, Any]:
+    """The Arrow type of each column every batch file has."""
+    import pyarrow as pa
+
+    return {
+        "request_id": pa.string(),
+        "row": pa.int32(),
+        "at": pa.timestamp("us", tz="UTC"),
+        "deployment_id": pa.string(),
+        "version": pa.int32(),
+        "latency_ms": pa.float64(),
+    }
 
 
 def batch_table(batch: Sequence[Logged], deployment_id: str) -> Any:
@@ -297,14 +372,7 @@ def batch_table(batch: Sequence[Logged], deployment_id: str) -> Any:
     """
     import pyarrow as pa
 
-    fixed = {
-        "request_id": pa.string(),
-        "row": pa.int32(),
-        "at": pa.timestamp("us", tz="UTC"),
-        "deployment_id": pa.string(),
-        "version": pa.int32(),
-        "latency_ms": pa.float64(),
-    }
+    fixed = batch_types()
     arrays: dict[str, Any] = {}
     for name, values in columns_of(batch, deployment_id).items():
         if name in fixed:

@@ -19,11 +19,12 @@ from sqlalchemy import Connection, exists, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from shipyard.domain.deployments import Deployment
 from shipyard.domain.ids import as_utc, new_id, utcnow
 from shipyard.domain.predictions import BASE_COLUMNS, LABEL
 from shipyard.domain.references import validate_name
 from shipyard.errors import BackendError, InvalidArgumentError, NotFoundError, SourceError
-from shipyard.services.prediction_log import PredictionLog
+from shipyard.services.prediction_log import PredictionLog, StoredBatches, batch_types
 from shipyard.stores.artifacts.content import ContentStore, hash_file
 from shipyard.stores.metadata import SqlMetadataStore
 from shipyard.stores.metadata.schema import (
@@ -56,8 +57,58 @@ class PredictionService:
     def log(self, *, deployment_id: str, name: str, **options: Any) -> PredictionLog:
         """A new writer for one deployment's predictions (options as ``PredictionLog``)."""
         return PredictionLog(
-            self._metadata, self._content, deployment_id=deployment_id, name=name, **options
+            StoredBatches(self._metadata, self._content),
+            deployment_id=deployment_id,
+            name=name,
+            **options,
         )
+
+    def accept_batch(self, deployment: Deployment, data: bytes) -> int:
+        """Store a batch file a remote serving process sent for ``deployment``; its rows.
+
+        Nothing the sender says is taken on trust: the file must be Parquet with the log's
+        columns and types, every row of this deployment; the rows and times recorded are
+        read from it, the model name from the deployment.
+
+        Raises:
+            InvalidArgumentError: when the file is not such a batch (nothing is stored).
+        """
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(pa.BufferReader(data))
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise InvalidArgumentError(f"the batch is not a readable Parquet file: {exc}") from None
+        for column, kind in batch_types().items():
+            field = table.schema.field(column) if column in table.schema.names else None
+            if field is None or not field.type.equals(kind):
+                raise InvalidArgumentError(
+                    f"the batch needs column {column!r} of type {kind}, "
+                    f"found {field.type if field is not None else 'none'}"
+                )
+        if table.num_rows == 0:
+            raise InvalidArgumentError("the batch holds no rows")
+        if pc.any(pc.not_equal(table["deployment_id"], deployment.id)).as_py() or (
+            table["deployment_id"].null_count
+        ):
+            raise InvalidArgumentError(
+                f"every row of the batch must be of deployment {deployment.id}"
+            )
+        times = table["at"]
+        if times.null_count:
+            raise InvalidArgumentError("every row of the batch needs its time ('at')")
+        bounds = pc.min_max(times).as_py()
+        StoredBatches(self._metadata, self._content).store_batch(
+            deployment_id=deployment.id,
+            name=deployment.name,
+            data=data,
+            rows=table.num_rows,
+            first_at=bounds["min"],
+            last_at=bounds["max"],
+        )
+        return int(table.num_rows)
 
     # -- reading ------------------------------------------------------------------------------
 

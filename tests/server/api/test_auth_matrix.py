@@ -65,6 +65,15 @@ _BODIES: dict[tuple[str, str], Any] = {
         "host": "laptop",
     },
     ("POST", "/api/v1/pipelines/runs/{run_id}/records"): {"beat": True},
+    ("POST", "/api/v1/deployments"): {
+        "name": "m1",
+        "version": 1,
+        "url": "http://box:8080",
+        "runtime": "native",
+        "host": "box",
+        "pid": 1,
+    },
+    ("POST", "/api/v1/deployments/{deployment_id}/switch"): {"version": 1},
     ("POST", "/api/v1/models/{name}/versions"): {
         "files": [{"path": "a.txt", "digest": "blake3:" + "0" * 64, "size": 1}],
         "flavor": "sklearn",
@@ -81,6 +90,8 @@ _QUERY = {
 }
 _QUERY[("GET", "/api/v1/pipelines/runs/{run_id}/logs")] = {"task": "train-0"}
 _QUERY[("GET", "/api/v1/monitoring/runs")] = {"model": "m1"}
+_BODIES[("POST", "/api/v1/monitoring/runs")] = {"model": "m1@1", "window": "1h"}
+_QUERY[("GET", "/api/v1/monitoring/metrics")] = {"model": "m1"}
 
 
 def _request(client: httpx.Client, method: str, template: str) -> httpx.Response:

@@ -173,6 +173,7 @@ def test_sy_services_go_to_the_server(team: Team, tmp_path: Path) -> None:
         "    return one()\n"
         "ran = flow()\n"
         "print('ran:', ran.status, ran.result, ran.id)\n"
+        "print(sy.pipelines.get(ran.id).created_by, type(sy.pipelines).__name__)\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
     env.update(SHIPYARD_URI=team.url, SHIPYARD_TOKEN=team.tokens["editor"])
@@ -192,5 +193,6 @@ def test_sy_services_go_to_the_server(team: Team, tmp_path: Path) -> None:
     _, status, result, run_id = lines[3].split()
     assert (status, result) == ("succeeded", "1")
     assert team.project.pipelines.get(run_id).created_by == "eddie"
+    assert lines[4] == "eddie RemotePipelineService"
     assert team.project.datasets.resolve("sdk@1").created_by == "eddie"
     assert not (tmp_path / ".shipyard").exists()

@@ -12,7 +12,7 @@ import pytest
 from sklearn.linear_model import Ridge
 
 from shipyard.client import RemoteProject
-from shipyard.errors import InvalidArgumentError, NotFoundError, NotSupportedError
+from shipyard.errors import InvalidArgumentError, NotFoundError
 
 from .conftest import Team
 
@@ -76,9 +76,12 @@ def test_the_log_reads_queries_and_takes_labels_the_same_in_both_modes(
         predictions.feedback("churn", {"r1": None})
 
 
-def test_a_remote_client_cannot_write_a_prediction_log(team: Team) -> None:
-    with (
-        RemoteProject(team.url, team.tokens["editor"]) as remote,
-        pytest.raises(NotSupportedError, match="remote"),
-    ):
-        remote.predictions.log(deployment_id="0" * 32, name="churn")
+def test_a_remote_log_for_an_unknown_deployment_drops_its_rows_and_says_why(
+    team: Team,
+) -> None:
+    with RemoteProject(team.url, team.tokens["editor"]) as remote:
+        log = remote.predictions.log(deployment_id="0" * 32, name="churn", max_delay=60.0)
+        log.record(request_id="r1", at=1.0, version=1, inputs=[{"a": 1}], outputs=[0], latency=0.1)
+        log.close()  # the batch goes to the server, which refuses it
+    assert log.counters()["dropped"] == 1 and log.written == 0
+    assert "does not exist" in (log.last_error or "")

@@ -77,6 +77,12 @@ POLICY: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("GET", f"{_V1}/pipelines/runs/{{run_id}}/tasks"): READ,
     ("GET", f"{_V1}/pipelines/runs/{{run_id}}/logs"): READ,
     ("POST", f"{_V1}/pipelines/runs/{{run_id}}/cancel"): WRITE,
+    # remote serving processes
+    ("POST", f"{_V1}/deployments"): WRITE,
+    ("POST", f"{_V1}/deployments/{{deployment_id}}/switch"): WRITE,
+    ("POST", f"{_V1}/deployments/{{deployment_id}}/heartbeat"): WRITE,
+    ("POST", f"{_V1}/deployments/{{deployment_id}}/stop"): WRITE,
+    ("POST", f"{_V1}/deployments/{{deployment_id}}/predictions"): WRITE,
     # remote pipeline drivers
     ("POST", f"{_V1}/pipelines/runs"): WRITE,
     ("POST", f"{_V1}/pipelines/runs/{{run_id}}/records"): WRITE,
@@ -85,6 +91,8 @@ POLICY: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("GET", f"{_V1}/monitoring/runs"): READ,
     ("GET", f"{_V1}/monitoring/runs/{{run_id}}"): READ,
     ("GET", f"{_V1}/monitoring/runs/{{run_id}}/report"): READ,
+    ("POST", f"{_V1}/monitoring/runs"): WRITE,
+    ("GET", f"{_V1}/monitoring/metrics"): READ,
     # users and tokens
     ("GET", f"{_V1}/users"): ADMIN,
     ("POST", f"{_V1}/users"): ADMIN,

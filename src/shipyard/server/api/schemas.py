@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
+from shipyard.domain.checks import parse_duration
 from shipyard.domain.pipelines import TASK_STATES
-from shipyard.domain.references import MAX_NAME_LENGTH
+from shipyard.domain.references import MAX_NAME_LENGTH, Reference
+from shipyard.errors import ShipyardError
 from shipyard.services.runs import MAX_KEY, MAX_PARAM
 
 __all__ = [
@@ -20,6 +31,7 @@ __all__ = [
     "ArtifactsBody",
     "DatasetVersionBody",
     "DecisionBody",
+    "DeploymentBody",
     "EndRunBody",
     "FeedbackBody",
     "InputBody",
@@ -28,6 +40,7 @@ __all__ = [
     "MetricBody",
     "MissingBody",
     "ModelVersionBody",
+    "MonitorRunBody",
     "NamePath",
     "PipelineEndBody",
     "PipelineRecordsBody",
@@ -286,3 +299,81 @@ class PipelineRecordsBody(_Body):
     tasks: list[TaskRowBody] = Field(default_factory=list, max_length=10_000)
     run: PipelineEndBody | None = None
     beat: bool = False
+
+
+class DeploymentBody(_Body):
+    """A serving process that now serves a model version (it runs where it is)."""
+
+    name: Name
+    version: Annotated[int, Field(ge=1, le=MAX_INT32)]
+    alias: Name | None = None
+    url: Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^https?://\S+$")]
+    runtime: Annotated[str, StringConstraints(pattern=r"^(onnx|native)$")]
+    host: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,255}$")]
+    pid: Annotated[int, Field(ge=0, le=MAX_INT32)]
+
+
+# -- monitor runs computed on the server -----------------------------------------------
+
+# ``NAME`` or ``NAME@REF`` (``churn@production``, ``churn@3``); ``..`` is refused below.
+REFERENCE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(@[A-Za-z0-9_][A-Za-z0-9_.\-]*)?$"
+RefText = Annotated[str, StringConstraints(pattern=REFERENCE_PATTERN, max_length=257)]
+# A number and a unit as ``parse_duration`` reads them, without spaces: ``90s``, ``7d``.
+DURATION_PATTERN = r"^[0-9]{1,9}(\.[0-9]{1,6})?[smhdw]$"
+MAX_WINDOW_DAYS = 36_500  # a hundred years: far past any prediction log, and no overflow
+
+
+class MonitorRunBody(_Body):
+    """Run monitoring on the server (``MonitoringService.run``): names and a window only."""
+
+    model: RefText
+    window: Annotated[str, StringConstraints(pattern=DURATION_PATTERN)] = "24h"
+    reference: RefText | None = None
+    current: RefText | None = None
+    retrain: bool = True
+    now: AwareDatetime | None = None
+
+    @field_validator("model", "reference", "current")
+    @classmethod
+    def _reference(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                Reference.parse(value)
+            except ShipyardError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        # parse_duration's own message ("not a number and a unit ...") before the pattern's.
+        if isinstance(value, str) and not re.fullmatch(DURATION_PATTERN, value):
+            try:
+                parse_duration(value)
+            except ShipyardError as exc:
+                raise ValueError(str(exc)) from None
+            raise ValueError(
+                f"duration {value!r}: at most 9 digits (6 after the point) and a unit, "
+                "without spaces, such as '7d'"
+            )
+        return value
+
+    @field_validator("now")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # In UTC, so the window's start is computed where the year cannot overflow.
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(f"{value.isoformat()} is out of range in UTC") from None
+
+    @model_validator(mode="after")
+    def _window(self) -> MonitorRunBody:
+        span = parse_duration(self.window)
+        if span > timedelta(days=MAX_WINDOW_DAYS):
+            raise ValueError(f"window {self.window!r} is longer than {MAX_WINDOW_DAYS}d")
+        if self.now is not None and self.now - datetime.min.replace(tzinfo=UTC) <= span:
+            raise ValueError(f"window {self.window!r} reaches back before the year 1")
+        return self

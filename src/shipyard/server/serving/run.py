@@ -14,7 +14,8 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol, cast
 
 from shipyard.app import Shipyard
 from shipyard.errors import InvalidArgumentError, MissingDependencyError
@@ -22,7 +23,7 @@ from shipyard.server.serving.app import ServingApp, create_serving_app
 from shipyard.server.serving.metrics import ServingMetrics
 from shipyard.services.serving import BatchOptions, ModelServer, ServingSession
 
-__all__ = ["ServeOptions", "build_app", "serve", "serve_workers"]
+__all__ = ["ServeOptions", "ServingProject", "build_app", "serve", "serve_workers"]
 
 _SWITCH_INTERVAL = 0.0005  # seconds a thread holds the GIL before another may take it
 _GC_THRESHOLDS = (50_000, 20, 100)  # CPython's defaults are (700, 10, 10)
@@ -47,7 +48,24 @@ class ServeOptions:
     fd: int | None = None  # a listening socket inherited from ``serve_workers``
 
 
-def build_app(project: Shipyard, reference: str, options: ServeOptions, *, url: str) -> ServingApp:
+class ServingProject(Protocol):
+    """What serving needs of a project: a local ``Shipyard`` or a ``RemoteProject``.
+
+    Pointed at a server, the model comes from the server's registry, and the deployment
+    record, the prediction log and feedback labels go to the server.
+    """
+
+    registry: Any
+    models: Any
+    monitoring: Any
+    predictions: Any
+    lineage: Any
+    deployments: Any
+
+
+def build_app(
+    project: ServingProject, reference: str, options: ServeOptions, *, url: str
+) -> ServingApp:
     """Load the version ``reference`` names and wrap it in the serving app.
 
     Raises:
@@ -107,7 +125,7 @@ def build_app(project: Shipyard, reference: str, options: ServeOptions, *, url: 
 
 
 def serve(
-    project: Shipyard,
+    project: ServingProject,
     reference: str,
     options: ServeOptions,
     on_ready: Callable[[dict[str, Any]], None] | None = None,
@@ -170,14 +188,18 @@ def serve(
 
 
 def serve_workers(
-    project: Shipyard,
+    project: ServingProject,
     reference: str,
     options: ServeOptions,
     on_ready: Callable[[dict[str, Any]], None] | None = None,
+    *,
+    root: Path | None = None,
 ) -> int:
     """Bind once and run ``options.workers`` ``shipyard serve`` processes on the socket.
 
-    Each worker loads the model and records its own deployment (one per process).
+    Each worker loads the model and records its own deployment (one per process); workers
+    inherit the environment, so they reach the same project or server. ``root`` is the
+    project folder the workers open (default: the local project's).
     Returns the worst exit code of the workers.
 
     Raises:
@@ -191,7 +213,7 @@ def serve_workers(
     sock.set_inheritable(True)
     fd = sock.fileno()
     argv = [
-        "--project", str(project.settings.root), "serve", reference,
+        "--project", str(root or cast(Shipyard, project).settings.root), "serve", reference,
         "--host", options.host, "--port", str(options.port), "--runtime", options.runtime,
         "--follow-every", str(options.follow_every),
         "--max-batch", str(options.batching.max_batch),
