@@ -287,14 +287,15 @@ def test_a_killed_add_leaves_no_version(project: Shipyard, tmp_path: Path) -> No
         f"metadata_uri={project.settings.metadata_uri!r})\n"
         "p = build(s)\n"
         "from shipyard.stores.artifacts.content import ContentStore\n"
-        "real, calls = ContentStore.put_bytes, []\n"
-        "def slow(self, data):\n"
+        # the chunks of a large file are stored as it is read, each by put_hashed
+        "real, calls = ContentStore.put_hashed, []\n"
+        "def slow(self, digest, data):\n"
         "    calls.append(1)\n"
         "    if len(calls) == 6:\n"
         "        print('storing', flush=True)\n"
         "        import time; time.sleep(30)\n"
-        "    return real(self, data)\n"
-        "ContentStore.put_bytes = slow\n"
+        "    return real(self, digest, data)\n"
+        "ContentStore.put_hashed = slow\n"
         f"p.datasets.add('big', {str(path)!r})\n"
     )
     with subprocess.Popen(

@@ -126,9 +126,32 @@ def _store_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("shipyard-store")]
 
 
-def test_a_chunked_file_changed_before_it_is_stored_is_refused(
-    project: Shipyard, tmp_path: Path
+def test_a_failing_chunk_write_while_hashing_stops_the_hash(
+    project: Shipyard, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(CHUNK_FROM + 24 * 1024 * 1024))
+    real, calls = ContentStore.put_hashed, []
+
+    def failing(self: ContentStore, digest: str, data: memoryview) -> object:
+        calls.append(len(data))
+        if len(calls) == 3:
+            raise OSError("disk full")
+        return real(self, digest, data)
+
+    monkeypatch.setattr(ContentStore, "put_hashed", failing)
+    with pytest.raises(OSError, match="disk full"):
+        project.objects.hash([LocalFile(path, "big.bin")])
+    assert not [t for t in threading.enumerate() if t.name.startswith("shipyard-chunks")]
+    assert len(calls) == 3, "nothing is written once a chunk write has failed"
+
+
+@pytest.mark.parametrize("chunks_stored", ["while hashed", "by the stage"])
+def test_a_chunked_file_changed_before_it_is_stored_is_refused(
+    project: Shipyard, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunks_stored: str
+) -> None:
+    if chunks_stored == "by the stage":  # as into a remote store: the chunks are read again
+        monkeypatch.setattr(project.objects, "_sink", None)
     path = tmp_path / "big.bin"
     path.write_bytes(os.urandom(CHUNK_FROM + 3 * 1024 * 1024))
     files = [LocalFile(path, "big.bin")]
@@ -144,6 +167,7 @@ def test_a_chunked_file_changed_before_it_is_stored_is_refused(
 def test_a_failing_blob_write_stops_the_stage(
     project: Shipyard, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(project.objects, "_sink", None)  # the chunks are written by the stage
     path = tmp_path / "big.bin"
     path.write_bytes(os.urandom(CHUNK_FROM + 24 * 1024 * 1024))
     files = [LocalFile(path, "big.bin")]
@@ -250,3 +274,48 @@ def test_bytes_read_ahead_are_dropped_with_the_files(project: Shipyard, tmp_path
     del files  # an add that stages nothing (its content is stored) ends here
     gc.collect()
     assert not project.objects._read_ahead
+
+
+def test_small_files_read_from_a_cold_cache_are_asked_for_ahead_and_hash_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shipyard.services.hashing as hashing
+
+    paths, contents = [], []
+    for i in range(300):
+        data = os.urandom(i * 37)
+        (tmp_path / f"{i}.bin").write_bytes(data)
+        paths.append(str(tmp_path / f"{i}.bin"))
+        contents.append(data)
+    sizes = [len(data) for data in contents]
+    assert not hashing._cold(paths, sizes), "files just written are in the page cache"
+    monkeypatch.setattr(hashing, "_cold", lambda paths, sizes: True)
+    monkeypatch.setattr(hashing, "_PREFETCH_AHEAD", 16)  # the helper waits for the hashing
+    hashed = list(hashing.hash_many(paths, sizes))
+    assert [(size, digest) for size, digest, _ in hashed] == [
+        (len(data), _digest(data)) for data in contents
+    ]
+    assert not [t for t in threading.enumerate() if t.name == "shipyard-prefetch"]
+
+
+def test_a_folder_snapshot_written_in_the_background_is_seen_by_the_next_call(
+    tmp_path: Path,
+) -> None:
+    from array import array
+
+    from shipyard.stores.statcache import FolderSnapshot
+
+    cache = StatCache(tmp_path / "stat.db")
+    names = [f"{i}.bin" for i in range(50_000)]
+    stats = array("q", range(4 * len(names)))
+    digests = [_digest(name.encode()) for name in names]
+    cache.save_folder("/data", FolderSnapshot.of(names, stats, digests, "blake3:identity"))
+    seen = cache.folder("/data")  # waits for the write
+    assert seen is not None and seen.digests() == digests and seen.names() == names
+    cache.save_folder("/data", FolderSnapshot.of(names[:1], stats[:4], digests[:1], "blake3:one"))
+    cache.close()  # waits for the write too
+    reopened = StatCache(tmp_path / "stat.db")
+    again = reopened.folder("/data")
+    assert again is not None and again.identity == "blake3:one" and again.names() == names[:1]
+    reopened.close()
+    assert not [t for t in threading.enumerate() if t.name == "shipyard-statcache"]

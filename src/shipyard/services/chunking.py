@@ -7,6 +7,10 @@ whole-file digest and another hashes the chunks. The cuts are exactly those of F
 the whole file: a segment's last bytes, where a cut could depend on what follows, are carried
 over to the next segment. Digest, cuts and chunk digests come from the same bytes, so a plan
 always describes one consistent content, even if the file changes while it is read.
+
+Given a ``sink``, the chunk thread also stores each chunk right after hashing it, from the
+same private buffer: a new large file is then read once in all, and the bytes stored are
+the bytes hashed.
 """
 
 from __future__ import annotations
@@ -14,22 +18,39 @@ from __future__ import annotations
 import io
 import os
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from blake3 import blake3
 
 from shipyard.domain.digests import format_digest
 from shipyard.errors import NotFoundError
 
-__all__ = ["CDC_AVG", "CDC_MAX", "CDC_MIN", "CHUNK_FROM", "ChunkPlan", "plan_chunks", "read_chunk"]
+__all__ = [
+    "CDC_AVG",
+    "CDC_MAX",
+    "CDC_MIN",
+    "CHUNK_FROM",
+    "ChunkPlan",
+    "ChunkSink",
+    "plan_chunks",
+    "read_chunk",
+]
 
 CHUNK_FROM = 16 * 1024 * 1024
 CDC_AVG, CDC_MIN, CDC_MAX = 1024 * 1024, 256 * 1024, 4 * 1024 * 1024
 SEGMENT = 32 * 1024 * 1024  # bytes read at a time
 _IN_FLIGHT = 2  # segments being hashed while the next one is read and cut
 _READ_AHEAD = 4 * SEGMENT  # bytes asked of the disk ahead of the one being read
+
+
+class ChunkSink(Protocol):
+    """Stores one chunk whose digest was just computed from exactly these bytes."""
+
+    def __call__(self, digest: str, data: memoryview) -> int:
+        """Store ``data`` under ``digest`` unless stored; returns the bytes newly stored."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,15 +61,38 @@ class ChunkPlan:
         digest: the BLAKE3 digest of the whole content read.
         size: its size in bytes.
         chunks: (offset, size, digest) of every chunk, in order.
+        stored: whether every chunk went to a sink while the file was read.
+        new_bytes: the bytes the sink stored that were not stored before.
+        source: the file's (size, mtime_ns, ctime_ns, inode) when it was opened: a file
+            whose stat differs later changed since (see ``changed_since``).
     """
 
     digest: str
     size: int
     chunks: tuple[tuple[int, int, str], ...]
+    stored: bool = False
+    new_bytes: int = 0
+    source: tuple[int, int, int, int] | None = None
+
+    def changed_since(self, path: str) -> bool:
+        """Whether the file at ``path`` is no longer the one this plan read, by its stat.
+
+        Raises:
+            NotFoundError: if the file is gone.
+        """
+        try:
+            return _stat_key(os.stat(path)) != self.source  # noqa: PTH116 - a str path
+        except FileNotFoundError:
+            raise NotFoundError(f"file {path} does not exist") from None
 
 
-def plan_chunks(path: str) -> ChunkPlan:
+def plan_chunks(path: str, sink: ChunkSink | None = None) -> ChunkPlan:
     """Read a file once and return its digest and content-defined chunks.
+
+    Args:
+        path: the file.
+        sink: if given, every chunk is handed to it, on the chunk thread, right after it is
+            hashed and before its buffer is reused.
 
     Raises:
         NotFoundError: if the file does not exist.
@@ -62,8 +106,11 @@ def plan_chunks(path: str) -> ChunkPlan:
         file = open(path, "rb", buffering=0)  # noqa: PTH123, SIM115 - closed below
     except FileNotFoundError:
         raise NotFoundError(f"file {path} does not exist") from None
+    source = _stat_key(os.fstat(file.fileno()))
     os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
-    pending: deque[tuple[Future[object], Future[list[str]], int]] = deque()
+    pending: deque[tuple[Future[object], Future[tuple[list[str], int]], int]] = deque()
+    new_bytes = 0
+    failed: list[BaseException] = []  # a sink's failure: no chunk is stored after it
     with (
         file,
         ThreadPoolExecutor(1, thread_name_prefix="shipyard-digest") as digests,
@@ -74,7 +121,7 @@ def plan_chunks(path: str) -> ChunkPlan:
         buffers = [bytearray(SEGMENT + CDC_MAX) for _ in range(_IN_FLIGHT + 1)]
         base, tail, last = 0, b"", False  # file offset of the buffer; bytes left uncut
         segment = 0
-        while not last:
+        while not last and not failed:
             reuse = buffers[segment % len(buffers)]
             segment += 1
             # The next segments are asked of the disk before this one is read: from a cold
@@ -86,7 +133,7 @@ def plan_chunks(path: str) -> ChunkPlan:
             pending.append(
                 (
                     digests.submit(whole.update, fresh),
-                    hashers.submit(_chunk_digests, buffer, spans),
+                    hashers.submit(_chunk_digests, buffer, spans, sink, failed),
                     len(chunks),
                 )
             )
@@ -95,10 +142,15 @@ def plan_chunks(path: str) -> ChunkPlan:
             base += cut
             tail = bytes(buffer[cut:])
             while len(pending) > _IN_FLIGHT:
-                _collect(pending.popleft(), chunks)
+                new_bytes += _collect(pending.popleft(), chunks)
         while pending:
-            _collect(pending.popleft(), chunks)
-    return ChunkPlan(format_digest(whole.hexdigest()), base, tuple(chunks))
+            new_bytes += _collect(pending.popleft(), chunks)
+    digest = format_digest(whole.hexdigest())
+    return ChunkPlan(digest, base, tuple(chunks), sink is not None, new_bytes, source)
+
+
+def _stat_key(info: os.stat_result) -> tuple[int, int, int, int]:
+    return info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino
 
 
 def _read_segment(
@@ -132,19 +184,45 @@ def _cuts(chunker: Any, buffer: memoryview, last: bool) -> list[tuple[int, int]]
     return spans
 
 
-def _chunk_digests(buffer: memoryview, spans: list[tuple[int, int]]) -> list[str]:
-    return [format_digest(blake3(buffer[start:end]).hexdigest()) for start, end in spans]
+def _chunk_digests(
+    buffer: memoryview,
+    spans: list[tuple[int, int]],
+    sink: ChunkSink | None,
+    failed: list[BaseException],
+) -> tuple[list[str], int]:
+    """The digests of a segment's chunks, and the bytes ``sink`` newly stored of them.
+
+    Once the sink has failed (``failed``), later segments store nothing: they raise.
+    """
+    if sink is None:
+        return [format_digest(blake3(buffer[start:end]).hexdigest()) for start, end in spans], 0
+    digests, new_bytes = [], 0
+    for start, end in spans:
+        if failed:
+            raise CancelledError  # the caller raises the first failure; this is never seen
+        piece = buffer[start:end]
+        digest = format_digest(blake3(piece).hexdigest())
+        try:
+            new_bytes += sink(digest, piece)
+        except BaseException as exc:
+            failed.append(exc)
+            raise
+        digests.append(digest)
+    return digests, new_bytes
 
 
 def _collect(
-    done: tuple[Future[object], Future[list[str]], int], chunks: list[tuple[int, int, str]]
-) -> None:
-    """Wait for a segment's hashes; fill in the digests of its chunks."""
+    done: tuple[Future[object], Future[tuple[list[str], int]], int],
+    chunks: list[tuple[int, int, str]],
+) -> int:
+    """Wait for a segment's hashes; fill in the digests of its chunks; the new bytes stored."""
     whole, hashed, first = done
     whole.result()
-    for k, digest in enumerate(hashed.result()):
+    digests, new_bytes = hashed.result()
+    for k, digest in enumerate(digests):
         offset, size, _ = chunks[first + k]
         chunks[first + k] = (offset, size, digest)
+    return new_bytes
 
 
 def read_chunk(fd: int, offset: int, size: int) -> bytes:

@@ -15,9 +15,9 @@ Adding is built for speed: a folder walk is a ``FileSet`` (names and stat result
 no object per file) that the stat cache compares with its snapshot of the folder in C; files
 that must be hashed are read and hashed on two threads (the reads and BLAKE3 release the
 GIL); a small file is read once (the bytes hashed are kept for its pack, up to
-``_READ_AHEAD``); a large one is hashed whole and cut in one read (``chunking``), and the
-stage reads again only the chunks the store lacks; blobs are written on a background thread
-while the next bytes are read.
+``_READ_AHEAD``); a large one is hashed whole, cut, and (into a local store) its new chunks
+written in one read (``chunking``); else the stage reads again only the chunks the store
+lacks. Blobs are written on a background thread while the next bytes are read.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ from shipyard.services.hashing import (
     read_checked,
 )
 from shipyard.stores.artifacts.content import BlobInfo, ContentStore
+from shipyard.stores.artifacts.local import LocalBlobStore
 from shipyard.stores.metadata import SqlMetadataStore
 from shipyard.stores.metadata.schema import object_chunks, objects
 from shipyard.stores.statcache import FolderSnapshot, StatCache
@@ -189,8 +190,8 @@ class _PackWriter:
                 (digest, size, "pack", blob, offset) for digest, offset, size in members
             )
 
-        # joined on the writer's thread, beside the pack's hash and write
-        self._writer.put(self._size, partial(_put_joined, self._content, self._pieces), record)
+        # hashed and written on the writer's thread, piece by piece: never joined
+        self._writer.put(self._size, partial(self._content.put_pieces, self._pieces), record)
         self._pieces = []
         self._size = 0
         self._members = []
@@ -212,6 +213,10 @@ class ObjectService:
         self._read_ahead: dict[str, bytes] = {}
         # The chunk plans of the large files the last ``hash`` read, by digest, likewise.
         self._plans: dict[str, ChunkPlan] = {}
+        # Into a local store, a large file's chunks are stored as they are read and hashed:
+        # writing is as fast as reading, so the file is read once. A remote store gets them
+        # in ``stage``, where uploads overlap the reading of the next chunks.
+        self._sink = self._store_chunk if isinstance(content.blobs, LocalBlobStore) else None
 
     # -- writing ------------------------------------------------------------------------
 
@@ -458,7 +463,7 @@ class ObjectService:
         read_ahead: dict[str, bytes] = {}
         plans: dict[str, ChunkPlan] = {}
         budget = _READ_AHEAD
-        for size, digest, data in hash_many(paths, sizes):
+        for size, digest, data in hash_many(paths, sizes, self._sink):
             if isinstance(data, ChunkPlan):
                 plans[digest] = data
             elif data is not None and len(data) <= PACK_MAX and len(data) <= budget:
@@ -470,6 +475,11 @@ class ObjectService:
         if read_ahead:
             weakref.finalize(owner, self._forget, read_ahead)
         return result
+
+    def _store_chunk(self, digest: str, data: memoryview) -> int:
+        """Store one chunk just hashed to ``digest``; the bytes newly stored."""
+        info = self._content.put_hashed(digest, data)
+        return info.size if info.new else 0
 
     def _forget(self, read_ahead: dict[str, bytes]) -> None:
         read_ahead.clear()
@@ -502,11 +512,13 @@ class ObjectService:
     ) -> None:
         """Store the chunks of a large file the store lacks, as ``hash`` cut it.
 
-        Each new chunk is read again and must hash as planned: a file changed since it was
-        hashed is refused, and the bytes stored are the bytes hashed.
+        Chunks stored while the file was cut (``plan.stored``) are the bytes hashed; the
+        file must still have the stat it had then, or it changed since it was hashed and is
+        refused. Else each new chunk is read again and must hash as planned: a changed file
+        is refused likewise, and the bytes stored are the bytes hashed.
         """
         if plan is None:  # digest from the stat cache: cut it now
-            plan = plan_chunks(str(path))
+            plan = plan_chunks(str(path), self._sink)
         if plan.digest != digest:
             raise ConflictError(f"file {path} changed while it was being stored; add it again")
         staged.chunk_rows.extend(
@@ -514,6 +526,11 @@ class ObjectService:
             for seq, (_, size, chunk) in enumerate(plan.chunks)
         )
         staged.object_rows.append((digest, plan.size, "chunks", None, None))
+        if plan.stored:
+            if plan.changed_since(str(path)):
+                raise ConflictError(f"file {path} changed while it was being stored; add it again")
+            staged.new_bytes += plan.new_bytes
+            return
         seen: set[str] = set()
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -655,10 +672,6 @@ def _record_chunk(path: Path, chunk: str, staged: StagedObjects, info: BlobInfo)
     if info.digest != chunk:
         raise ConflictError(f"file {path} changed while it was being stored; add it again")
     staged.new_bytes += info.size if info.new else 0
-
-
-def _put_joined(content: ContentStore, pieces: list[bytes]) -> BlobInfo:
-    return content.put_bytes(b"".join(pieces))
 
 
 def _string_array(values: list[str]) -> Any:

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as ds
 
 from shipyard.errors import BackendError, InvalidArgumentError, NotFoundError
 
@@ -133,6 +132,9 @@ def add_source(
         )
     if fmt == "jsonl":
         return f"read_json({listed}, format = 'newline_delimited', records = true)"
+    # imported here: pyarrow.dataset imports pandas, which an add of Parquet need not wait for
+    import pyarrow.dataset as ds
+
     con.register(name, ds.dataset([str(f) for f in files], format="ipc"))  # batch by batch
     return name
 

@@ -147,7 +147,8 @@ class StatCache:
     """Digests of local files, trusted while their stat results are unchanged.
 
     One connection serves every thread of the process (pipeline tasks add datasets from
-    worker threads), one call at a time.
+    worker threads), one call at a time. A folder snapshot (megabytes for 100,000 files) is
+    written on a thread of its own while the add goes on storing; the next call waits for it.
 
     Args:
         path: the SQLite file holding the cache; created if missing.
@@ -156,6 +157,7 @@ class StatCache:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._saving: threading.Thread | None = None  # the snapshot being written, if any
         self._conn = sqlite3.connect(
             path, timeout=30, isolation_level=None, check_same_thread=False
         )
@@ -166,6 +168,7 @@ class StatCache:
 
     def folder(self, root: str) -> FolderSnapshot | None:
         """The snapshot of the folder (or single file) at this absolute path, if any."""
+        self._settle()
         with self._lock:
             row = self._conn.execute(
                 "select identity, names, stats, digests from folder_cache where root = ?", (root,)
@@ -186,15 +189,32 @@ class StatCache:
             snapshot.stats.tobytes(),
             snapshot.packed_digests,
         )
+        self._settle()
+        # SQLite lets go of the GIL while it writes: the caller stores bytes meanwhile. Not a
+        # daemon: the interpreter waits for it at exit.
+        saving = threading.Thread(target=self._save, args=(row,), name="shipyard-statcache")
+        self._saving = saving
+        saving.start()
+
+    def _save(self, row: tuple[str, str, bytes, bytes, bytes]) -> None:
         # a busy cache is only a cache: skip this update
         with self._lock, contextlib.suppress(sqlite3.OperationalError):
             self._conn.execute("insert or replace into folder_cache values (?, ?, ?, ?, ?)", row)
+
+    def _settle(self) -> None:
+        """Wait for the snapshot being written, if any."""
+        saving = self._saving
+        if saving is not None and saving is not threading.current_thread():
+            saving.join()
+            if self._saving is saving:
+                self._saving = None
 
     def lookup(self, paths: Sequence[str]) -> dict[str, tuple[int, int, int, str]]:
         """The cached entries of these absolute paths: path -> (size, mtime_ns, inode, digest).
 
         Plain tuples, not ``StatKey``: a re-add of 100,000 files compares them all.
         """
+        self._settle()
         with self._lock:
             return self._lookup(paths)
 
@@ -253,6 +273,7 @@ class StatCache:
                 self._conn.execute("rollback")
 
     def close(self) -> None:
-        """Close the cache file."""
+        """Close the cache file, once the snapshot being written is."""
+        self._settle()
         with self._lock:
             self._conn.close()

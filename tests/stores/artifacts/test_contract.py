@@ -209,7 +209,40 @@ def test_blob_of_any_size_round_trips(
     assert _read(blob_store, "blob") == data
 
 
+@pytest.mark.parametrize(
+    "sizes",
+    [[], [0, 0], [3, 0, 5], [4096] * 2500, [7 * MIB, 1, 9 * MIB]],
+    ids=["none", "empty-pieces", "small", "more-than-iov-max", "large-pieces"],
+)
+def test_pieces_are_stored_as_their_concatenation(blob_store: BlobStore, sizes: list[int]) -> None:
+    pieces = [os.urandom(size) for size in sizes]
+
+    assert blob_store.put_pieces("blob", pieces) is True
+    assert blob_store.put_pieces("blob", [b"other"]) is False
+
+    assert _read(blob_store, "blob") == b"".join(pieces)
+    assert list(blob_store.list()) == ["blob"]
+
+
 # --- content addressing ----------------------------------------------------------------
+
+
+def test_put_pieces_and_put_hashed_agree_with_put_bytes(content_store: ContentStore) -> None:
+    pieces = [os.urandom(4096) for _ in range(1500)] + [b"", b"tail"]
+    joined = b"".join(pieces)
+
+    packed = content_store.put_pieces(pieces)
+    again = content_store.put_bytes(joined)
+    view = memoryview(bytearray(b"--" + joined + b"--"))[2:-2]
+    hashed = content_store.put_hashed(_digest(joined), view)
+
+    assert packed.digest == again.digest == hashed.digest == _digest(joined)
+    assert [packed.new, again.new, hashed.new] == [True, False, False]
+    assert packed.size == hashed.size == len(joined)
+    assert content_store.read_bytes(packed.digest) == joined
+    fresh = memoryview(bytearray(b"a chunk of a file"))
+    assert content_store.put_hashed(_digest(bytes(fresh)), fresh).new is True
+    assert content_store.read_bytes(_digest(bytes(fresh))) == b"a chunk of a file"
 
 
 def test_identical_content_is_stored_once(content_store: ContentStore) -> None:

@@ -124,3 +124,25 @@ def test_concurrent_writers_of_the_same_content_store_it_once(
     assert list(store.blobs.list()) == [ContentStore.key_of(expected)]
     assert store.read_bytes(expected) == content
     assert _staged_files(store) == 0
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed-temp", "named-temp"])
+def test_a_put_leaves_no_temporary_file_and_outlives_its_folder(
+    tmp_path: Path, fsync: bool, unnamed: bool
+) -> None:
+    store = LocalBlobStore(tmp_path / "store", fsync=fsync)
+    if not unnamed:
+        store._tmpfile = False  # as on a file system without O_TMPFILE
+    content = ContentStore(store)
+    first = content.put_bytes(b"first")
+    assert list((store.root / TMP_DIR).iterdir()) == []
+    # its folder goes behind the store's back (another process's gc, a person)
+    folder = store.root / ContentStore.key_of(first.digest).rsplit("/", 1)[0]
+    for blob in folder.iterdir():
+        blob.unlink()
+    folder.rmdir()
+    again = content.put_pieces([b"fi", b"rst"])
+    assert again.new is True and again.digest == first.digest
+    assert content.read_bytes(first.digest) == b"first"
+    assert list((store.root / TMP_DIR).iterdir()) == []

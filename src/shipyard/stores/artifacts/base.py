@@ -8,7 +8,7 @@ Content addressing is not done here but once above, in ``content.ContentStore``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import BinaryIO
 
@@ -19,7 +19,7 @@ class StagedBlob(ABC):
     """A blob being written: invisible until ``commit``; discarded by ``abort``."""
 
     @abstractmethod
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         """Append bytes to the staged blob."""
 
     @abstractmethod
@@ -56,10 +56,17 @@ class BlobStore(ABC):
     def stage(self) -> StagedBlob:
         """Start writing a blob; use as a context manager so a failure discards it."""
 
-    def put(self, key: str, data: bytes) -> bool:
+    def put(self, key: str, data: bytes | memoryview) -> bool:
         """Store ``data`` under ``key`` atomically; False if the key existed already."""
         with self.stage() as staged:
             staged.write(data)
+            return staged.commit(key)
+
+    def put_pieces(self, key: str, pieces: Sequence[bytes | memoryview]) -> bool:
+        """Store the concatenation of ``pieces`` under ``key``, without joining them first."""
+        with self.stage() as staged:
+            for piece in pieces:
+                staged.write(piece)
             return staged.commit(key)
 
     @abstractmethod

@@ -39,7 +39,7 @@ class _FsspecStaged(StagedBlob):
         self._spool: Any = tempfile.SpooledTemporaryFile(max_size=_SPOOL_LIMIT)  # noqa: SIM115
 
     @override
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         if self._spool is None:
             raise ValueError("this staged blob was committed or aborted already")
         self._spool.write(data)
@@ -110,12 +110,12 @@ class FsspecBlobStore(BlobStore):
         return _FsspecStaged(self)
 
     @override
-    def put(self, key: str, data: bytes) -> bool:
+    def put(self, key: str, data: bytes | memoryview) -> bool:
         path = self._fresh_path(key)
         if self.fs.exists(path):
             return False
         if self.atomic:
-            self.fs.pipe_file(path, data)
+            self.fs.pipe_file(path, bytes(data))
             return True
         return super().put(key, data)
 
