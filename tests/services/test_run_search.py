@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import pytest
 
-from shipyard.app import Shipyard
+from shipyard.app import Shipyard, build
 from shipyard.errors import InvalidArgumentError
+from shipyard.services import run_search
+from shipyard.settings import Settings
 
 
 @pytest.fixture
@@ -102,3 +107,66 @@ def test_duration_like_and_numeric_params_agree_on_both_backends(project: Shipya
     assert len(project.runs.search(filter="name ilike 'a%'")) == 1
     with pytest.raises(InvalidArgumentError, match="is a number"):
         project.runs.search(filter="metrics.m like '1%'")
+
+
+def test_a_page_holds_each_run_as_get_reads_it(project: Shipyard, runs: list[str]) -> None:
+    with project.runs.start_run("churn", capture=True) as run:  # environment captured
+        run.log_metrics({"nan": math.nan, "inf": math.inf, "neg": -math.inf})
+        run.log_metric("auc", 0.1, step=3)
+        run.log_metric("auc", 0.9, step=1)  # the latest is by step: 0.1 stays
+        run.set_tag("team", "c")
+    page = project.runs.search(order_by=["metrics.auc"])
+    assert page[0].id == run.id
+    assert len(page) == len(runs) + 1
+    for found in page:
+        expected = project.runs.get(found.id)
+        assert found.to_dict() == expected.to_dict()
+    first = page[0]
+    assert first.environment is not None and first.metrics["auc"].value == 0.1
+    assert math.isnan(first.metrics["nan"].value) and first.metrics["neg"].value == -math.inf
+
+
+def test_pages_larger_than_a_batch_keep_order_and_details(
+    project: Shipyard, runs: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(run_search, "_BATCH", 5)
+    page = project.runs.search(order_by=["metrics.auc desc"])
+    assert len(page) == 12
+    aucs = [r.metrics["auc"].value for r in page]
+    assert aucs == sorted(aucs, reverse=True)
+    assert all(set(r.params) == {"max_depth", "model"} and "team" in r.tags for r in page)
+
+
+def test_a_run_with_thousands_of_metrics_does_not_make_a_page_scan_them(tmp_path: Path) -> None:
+    # SQLite's plan, on its own project: with ``run_id IN (...)`` its planner, misled by the
+    # average number of metrics a run (one run holds 3,000 here), scanned the whole table.
+    with build(Settings.load(tmp_path, env={}, user="alice")) as project:
+        for i in range(12):
+            with project.runs.start_run("churn", capture=False) as run:
+                run.log_metric("auc", i / 10)
+        with project.runs.start_run("big", capture=False) as run:
+            run.log_metrics({f"k{i}": 1.0 for i in range(3000)})
+        project.metadata.refresh_statistics(max_age=0)
+        page = [r.id for r in project.runs.search(filter="metrics.auc >= 0")]
+        sql = run_search._IDS.format(values=",".join(["(?)"] * len(page))) + run_search._DETAILS
+        with project.metadata.read() as conn:
+            plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", tuple(page)).all()
+    steps = [str(row[-1]) for row in plan]
+    assert len(page) == 12
+    assert "SEARCH m USING INDEX sqlite_autoindex_metric_latest_1 (run_id=?)" in steps, steps
+    assert not any(step.startswith(("SCAN m", "SCAN metric_latest")) for step in steps), steps
+
+
+def test_a_search_asked_again_reads_fresh_rows_and_equal_numbers_stay_apart(
+    project: Shipyard,
+) -> None:
+    for value in ("1", "1.0", "True"):
+        with project.runs.start_run("memo", name=f"p-{value}", capture=False) as run:
+            run.log_param("p", value)
+    for spelling, name in (("1", "p-1"), ("1.0", "p-1.0"), ("true", "p-True"), ("1", "p-1")):
+        found = project.runs.search("memo", filter=f"params.p = {spelling}")
+        assert [r.name for r in found] == [name], spelling
+    with project.runs.start_run("memo", name="later", capture=False) as run:
+        run.log_param("p", "1")
+    found = project.runs.search("memo", filter="params.p = 1")
+    assert sorted(r.name for r in found) == ["later", "p-1"]

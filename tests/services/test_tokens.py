@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from shipyard.app import Shipyard
+from shipyard.app import Shipyard, build
 from shipyard.errors import (
     InvalidArgumentError,
     NotFoundError,
@@ -129,3 +129,18 @@ def test_durations_parse(text: str, expected: timedelta) -> None:
 def test_bad_durations_are_refused(text: str) -> None:
     with pytest.raises(InvalidArgumentError, match="duration"):
         parse_duration(text)
+
+
+def test_another_process_revoking_or_changing_roles_counts_at_the_next_request(
+    admin: Shipyard,
+) -> None:
+    # Each server worker process opens the store itself: what one changes, every other sees
+    # at its next verify (nothing is cached between requests).
+    token, secret = admin.tokens.create("bob", expires_in=timedelta(days=1))
+    assert admin.tokens.verify(secret).roles == frozenset({"viewer"})
+    with build(admin.settings) as other:
+        other.users.grant("bob", ["editor"])
+        assert admin.tokens.verify(secret).roles == frozenset({"viewer", "editor"})
+        other.tokens.revoke(token.id)
+    with pytest.raises(UnauthenticatedError, match="revoked"):
+        admin.tokens.verify(secret)

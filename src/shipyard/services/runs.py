@@ -317,26 +317,18 @@ class RunService(ArtifactReads):
         Raises:
             InvalidArgumentError: for a malformed filter, ordering or token.
         """
-        from shipyard.services.run_search import RunQuery, search_run_ids
+        from shipyard.services.run_search import RunQuery, search_runs
 
         query = RunQuery.build(experiments, filter, order_by, max_results, page_token)
-        ids: list[str] = []
         with self._metadata.read() as conn:
-            if query.experiments:
-                names = list(query.experiments)
-                ids = list(
-                    conn.execute(
-                        select(experiments_table.c.id).where(experiments_table.c.name.in_(names))
-                    ).scalars()
-                )
             running = list(
                 conn.execute(select(runs.c.id).where(runs.c.status == "running")).scalars()
             )
         if running:  # reaped first, so a search by status sees the truth
             self._reap(running)
         self._metadata.refresh_statistics()
-        run_ids, token = search_run_ids(self._metadata, query, ids)
-        return RunPage(self.load(run_ids, reap=False), token)
+        found, token = search_runs(self._metadata, query)
+        return RunPage(found, token)
 
     def artifacts(self, run_id: str) -> list[RunArtifact]:
         """The files a run logged."""
