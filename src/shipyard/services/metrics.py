@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -142,26 +142,6 @@ class MetricStore:
             for row in conn.execute(query):
                 found[row.key] = row._mapping
         return found
-
-    def summaries(
-        self, conn: Connection, run_ids: Iterable[str]
-    ) -> dict[str, dict[str, MetricSummary]]:
-        """Latest values of every metric of these runs."""
-        ids = list(run_ids)
-        result: dict[str, dict[str, MetricSummary]] = defaultdict(dict)
-        m = metric_latest.c
-        columns = (m.run_id, m.key, m.value, m.is_nan, m.step, m.timestamp, m.min_value)
-        nan = math.nan
-        for start in range(0, len(ids), _BATCH):
-            query = select(*columns, m.max_value, m.count).where(
-                m.run_id.in_(ids[start : start + _BATCH])
-            )
-            # Plain tuples: a search loads tens of thousands of these.
-            for run, key, value, is_nan, step, ts, low, high, count in conn.execute(query).all():
-                result[run][key] = MetricSummary(
-                    key, nan if is_nan else value, step, ts, low, high, count
-                )
-        return result
 
     def history(self, run_id: str, key: str) -> MetricHistory:
         """Every point of one metric, in logging order.

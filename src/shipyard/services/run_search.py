@@ -52,7 +52,7 @@ from shipyard.errors import InvalidArgumentError
 from shipyard.stores.metadata import SqlMetadataStore
 from shipyard.stores.metadata.schema import experiments, metric_latest, run_params, run_tags, runs
 
-__all__ = ["MAX_RESULTS", "RunPage", "RunQuery", "search_runs"]
+__all__ = ["MAX_RESULTS", "RunPage", "RunQuery", "load_runs", "search_runs"]
 
 MAX_RESULTS = 100_000
 _NUMBER = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"
@@ -295,7 +295,7 @@ def search_runs(metadata: SqlMetadataStore, query: RunQuery) -> tuple[list[Run],
         rows = conn.execute(statement).all()
         more = len(rows) > query.max_results
         rows = rows[: query.max_results]
-        found = _load(conn, [r[0] for r in rows], metadata)
+        found = load_runs(conn, [r[0] for r in rows], metadata)
     token = _encode(list(rows[-1][1:])) if more and rows else None
     return found, token
 
@@ -340,9 +340,9 @@ def _built(dialect: str, spelling: str, query: RunQuery) -> Select[Any]:
     )
 
 
-_BATCH = 2000  # runs a statement of _load names
+_BATCH = 2000  # runs a statement of load_runs names
 _METRIC, _PARAM, _TAG = 0, 1, 2
-# _load's statements are plain SQL on the driver's cursor, the same on SQLite and
+# load_runs's statements are plain SQL on the driver's cursor, the same on SQLite and
 # PostgreSQL, built from constants and placeholders only (never from input): that skips
 # building, caching and compiling an expression and wrapping each row, which cost more than
 # the database's own work on a page of runs. The page's ids come first as a VALUES list
@@ -367,8 +367,11 @@ _DETAILS = (
 )
 
 
-def _load(conn: Connection, run_ids: list[str], metadata: SqlMetadataStore) -> list[Run]:
-    """These runs, in this order, with their params, tags and latest metrics."""
+def load_runs(conn: Connection, run_ids: list[str], metadata: SqlMetadataStore) -> list[Run]:
+    """These runs, in this order, with their params, tags and latest metrics.
+
+    Ids without a run are left out. Used by searches and by ``RunService.load``.
+    """
     mark = "?" if metadata.dialect == "sqlite" else "%s"
     rows: dict[str, tuple[Any, ...]] = {}
     params: dict[str, dict[str, str]] = {i: {} for i in run_ids}

@@ -48,8 +48,6 @@ from shipyard.stores.metadata import SqlMetadataStore
 from shipyard.stores.metadata.schema import experiments as experiments_table
 from shipyard.stores.metadata.schema import (
     run_artifacts,
-    run_params,
-    run_tags,
     runs,
 )
 
@@ -230,46 +228,10 @@ class RunService(ArtifactReads):
             return []
         if reap:
             self._reap(ids)
+        from shipyard.services.run_search import load_runs
+
         with self._metadata.read() as conn:
-            rows: dict[str, Any] = {}
-            params: dict[str, dict[str, str]] = {i: {} for i in ids}
-            tags: dict[str, dict[str, str]] = {i: {} for i in ids}
-            for start in range(0, len(ids), 2000):
-                batch = ids[start : start + 2000]
-                query = (
-                    select(runs, experiments_table.c.name.label("experiment"))
-                    .join(experiments_table, experiments_table.c.id == runs.c.experiment_id)
-                    .where(runs.c.id.in_(batch))
-                )
-                rows.update({r.id: r._mapping for r in conn.execute(query).all()})
-                p, t = run_params.c, run_tags.c
-                query_params = select(p.run_id, p.key, p.value).where(p.run_id.in_(batch))
-                for run, key, value in conn.execute(query_params).all():
-                    params[run][key] = value
-                query_tags = select(t.run_id, t.key, t.value).where(t.run_id.in_(batch))
-                for run, key, value in conn.execute(query_tags).all():
-                    tags[run][key] = value
-            metrics = self.metrics.summaries(conn, ids)
-        return [
-            Run(
-                id=r["id"],
-                experiment=r["experiment"],
-                name=r["name"],
-                parent_id=r["parent_id"],
-                status=r["status"],
-                user=r["user"],
-                start_time=r["start_time"],
-                end_time=r["end_time"],
-                host=r["host"],
-                pid=r["pid"],
-                params=params[r["id"]],
-                tags=tags[r["id"]],
-                metrics=metrics.get(r["id"], {}),
-                environment=json.loads(r["environment"]) if r["environment"] else None,
-                resources=json.loads(r["resources"]) if r["resources"] else None,
-            )
-            for r in (rows[i] for i in ids if i in rows)
-        ]
+            return load_runs(conn, ids, self._metadata)
 
     def _reap(self, run_ids: Sequence[str]) -> None:
         """Mark runs whose process is gone as killed, so none stays "running" forever."""
