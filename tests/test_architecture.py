@@ -106,6 +106,7 @@ def test_the_public_api_equals_dunder_all() -> None:
         "predictions",
         "registry",
         "runs",
+        "schedules",
         "task",
     }
     assert public | lazy == set(shipyard.__all__) - {"__version__"}

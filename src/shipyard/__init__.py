@@ -55,6 +55,7 @@ __all__ = [
     "predictions",
     "registry",
     "runs",
+    "schedules",
     "start_run",
     "task",
 ]
@@ -162,7 +163,7 @@ def _run_pipeline(flow: Any, params: dict[str, Any], **options: Any) -> Any:
 def __getattr__(name: str) -> Any:
     # Heavy modules load on first use so that `import shipyard` stays fast; `sy.datasets`
     # and friends are the services of the working directory's project.
-    if name in ("datasets", "models", "pipelines", "predictions", "registry", "runs"):
+    if name in ("datasets", "models", "pipelines", "predictions", "registry", "runs", "schedules"):
         return _service(name)
     if name == "autolog":
         from shipyard.services.autolog import Autolog, enable_autolog

@@ -1,4 +1,9 @@
-"""``shipyard schedules`` (add, update, list, show, remove, sync) and ``shipyard scheduler``."""
+"""``shipyard schedules`` (add, update, list, show, remove, sync) and ``shipyard scheduler``.
+
+Both work on the local project or, with ``SHIPYARD_URI``, through the server: targets are
+loaded here either way, and a remote scheduler launches its runs here with their records on
+the server.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from types import FrameType
 import typer
 from rich.markup import escape
 
-from shipyard.cli.context import JsonOption, open_project
+from shipyard.cli.context import JsonOption, open_service
 from shipyard.cli.output import console, emit_json, errors_to_exit, fail, kv_table, table
 from shipyard.domain.schedules import Schedule
 
@@ -85,7 +90,7 @@ def add(
     """Schedule a pipeline on --cron or --every (exactly one)."""
     params = _params(param)
     with errors_to_exit():
-        schedule = open_project(ctx).schedules.add(
+        schedule = open_service(ctx, "schedules").add(
             name,
             target,
             cron=cron,
@@ -124,7 +129,7 @@ def update(
     """Change a schedule; options not given stay as they are."""
     params = _params(param) if param else None
     with errors_to_exit():
-        schedule = open_project(ctx).schedules.update(
+        schedule = open_service(ctx, "schedules").update(
             name,
             target=target,
             cron=cron,
@@ -144,7 +149,7 @@ def update(
 def list_(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """Every schedule, with its next and last run."""
     with errors_to_exit():
-        found = open_project(ctx).schedules.list()
+        found = open_service(ctx, "schedules").list()
     if as_json:
         emit_json([s.to_dict() for s in found])
         return
@@ -169,7 +174,7 @@ def list_(ctx: typer.Context, as_json: bool = JsonOption) -> None:
 def show(ctx: typer.Context, name: str = _Name, as_json: bool = JsonOption) -> None:
     """One schedule in full, with its lease if a scheduler holds it."""
     with errors_to_exit():
-        schedule = open_project(ctx).schedules.get(name)
+        schedule = open_service(ctx, "schedules").get(name)
     if as_json:
         emit_json(schedule.to_dict())
         return
@@ -180,7 +185,7 @@ def show(ctx: typer.Context, name: str = _Name, as_json: bool = JsonOption) -> N
 def remove(ctx: typer.Context, name: str = _Name, as_json: bool = JsonOption) -> None:
     """Delete a schedule (the runs it launched stay)."""
     with errors_to_exit():
-        schedule = open_project(ctx).schedules.remove(name)
+        schedule = open_service(ctx, "schedules").remove(name)
     if as_json:
         emit_json(schedule.to_dict())
         return
@@ -197,7 +202,7 @@ def sync(
 ) -> None:
     """Register declared schedules: a @pipeline(schedule=...) or shipyard.toml's."""
     with errors_to_exit():
-        results = open_project(ctx).schedules.sync(target)
+        results = open_service(ctx, "schedules").sync(target)
     if as_json:
         emit_json([r.to_dict() for r in results])
         return
@@ -250,12 +255,10 @@ def scheduler(
             console.print(f"schedule [bold]{escape(name)}[/bold] launched run {run_id}")
 
     with errors_to_exit(), _stop_on_signals() as stop:
-        project = open_project(ctx)
+        schedules = open_service(ctx, "schedules")
         if not once and not as_json:
-            console.print(f"Scheduler {project.schedules.owner} running; Ctrl-C stops it.")
-        ids = project.schedules.serve(
-            stop, tick, once=once, max_parallel=max_parallel, on_launch=launched
-        )
+            console.print(f"Scheduler {schedules.owner} running; Ctrl-C stops it.")
+        ids = schedules.serve(stop, tick, once=once, max_parallel=max_parallel, on_launch=launched)
     if as_json:
         emit_json({"launched": ids})
     elif once and not ids:

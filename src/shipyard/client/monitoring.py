@@ -1,12 +1,16 @@
 """Monitor runs over HTTP: ``MonitoringService``'s methods, computed where the data is.
 
 ``run`` asks the server to monitor: the prediction log and the reference datasets are there,
-so the run is computed and stored there, as the token's user. Reports come back by digest
-(verified), and ``metrics_text`` is the server's Prometheus text.
+so the run is computed and stored there, as the token's user. When it alerts and this
+project's ``[monitoring]`` names a retraining pipeline, the retraining loop runs here, where
+the pipeline code is: the run's window is read from the server and everything the loop makes
+(the dataset version, the pipeline run, the promotion request) is recorded there. Reports
+come back by digest (verified), and ``metrics_text`` is the server's Prometheus text.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -17,8 +21,9 @@ from shipyard.client.http import ApiClient
 from shipyard.domain.monitoring import MonitorRun
 from shipyard.domain.records import from_record
 from shipyard.domain.references import validate_name
-from shipyard.errors import NotFoundError
+from shipyard.errors import NotFoundError, NotSupportedError
 from shipyard.services.monitoring_metrics import prometheus_lines
+from shipyard.settings import Settings
 
 __all__ = ["MAX_QUERY_NAMES", "RemoteMonitoringService"]
 
@@ -33,11 +38,23 @@ class RemoteMonitoringService:
     Args:
         client: the connection to the server.
         blobs: the server's content, for the HTML reports (default: over ``client``).
+        project: the remote project's services the retraining loop uses (``datasets``,
+            ``pipelines``, ``registry``, ``monitoring``); None: no retraining here.
+        settings: this project's settings (``[monitoring]`` retraining, notifications).
     """
 
-    def __init__(self, client: ApiClient, blobs: RemoteBlobs | None = None) -> None:
+    def __init__(
+        self,
+        client: ApiClient,
+        blobs: RemoteBlobs | None = None,
+        *,
+        project: Any = None,
+        settings: Settings | None = None,
+    ) -> None:
         self._client = client
         self._blobs = blobs if blobs is not None else RemoteBlobs(client)
+        self._project = project
+        self._settings = settings
 
     def run(
         self,
@@ -56,8 +73,8 @@ class RemoteMonitoringService:
             window: how far back the prediction log is read (``24h``, ``7d``).
             reference: the reference dataset version (default: the training data).
             current: a dataset version to monitor instead of the prediction log.
-            retrain: ask for the retraining loop; the server does not run it, and says so in
-                ``run.retrain`` when a run alerts and retraining is configured.
+            retrain: run the retraining loop here when the run alerts and this project's
+                ``[monitoring]`` names a retraining pipeline.
             now: the window's end (default: the server's now); a time without a zone is UTC.
 
         Returns:
@@ -73,13 +90,42 @@ class RemoteMonitoringService:
             "window": "".join(window.split()),  # "1 h" as parse_duration reads it
             "reference": reference,
             "current": current,
-            "retrain": retrain,
+            "retrain": False,  # never on the server: the loop runs here (below)
         }
         if now is not None:
             body["now"] = (now if now.tzinfo else now.replace(tzinfo=UTC)).isoformat()
         # The server reads the whole window of the log: allow it far longer than a read.
         found = self._client.call("POST", "/monitoring/runs", body=body, timeout=_RUN_TIMEOUT)
-        return from_record(MonitorRun, found)
+        run = from_record(MonitorRun, found)
+        settings = self._settings
+        if retrain and run.status == "alert" and settings and settings.retrain_pipeline:
+            if self._project is None:
+                raise NotSupportedError("this remote monitoring service", "retraining")
+            from shipyard.services.monitoring_loop import retrain_loop
+
+            window, label = self.window(run.id)
+            outcome = retrain_loop(self._project, settings, run, window, label)
+            run = dataclasses.replace(run, retrain=outcome)
+        return run
+
+    def window(self, run_id: str) -> tuple[Any, str]:
+        """The rows a run judged, as the retraining loop trains on them, and the label.
+
+        Raises:
+            NotFoundError: if there is no such run.
+        """
+        import pyarrow as pa
+
+        path = f"/monitoring/runs/{quote(run_id, safe='')}/window"
+        with self._client.stream("GET", path) as answer:
+            table = pa.ipc.open_stream(answer.read()).read_all()
+        label = (table.schema.metadata or {}).get(b"shipyard.label", b"label").decode()
+        return table.replace_schema_metadata(None), label
+
+    def link_dataset(self, run: MonitorRun, dataset: str) -> None:
+        """Record on the server that the retraining loop made ``dataset`` from ``run``."""
+        path = f"/monitoring/runs/{quote(run.id, safe='')}/datasets"
+        self._client.call("POST", path, body={"dataset": dataset})
 
     def show(self, run_id: str) -> MonitorRun:
         """One monitor run.

@@ -28,6 +28,7 @@ from shipyard.client.monitoring import RemoteMonitoringService
 from shipyard.client.packaging import RemotePackageService
 from shipyard.client.pipelines import RemotePipelineService
 from shipyard.client.predictions import RemotePredictionService
+from shipyard.client.schedules import RemoteScheduleService
 from shipyard.client.users import RemoteTokenService, RemoteUserService
 from shipyard.domain.metrics import MetricHistory
 from shipyard.domain.numbers import float_from_json, json_float
@@ -221,7 +222,10 @@ class RemoteProject:
         self.runs = RemoteRunService(self.client, self.transfers, self.models)
         self.datasets = RemoteDatasetService(self.client, self.transfers, cache=cache)
         self.pipelines = RemotePipelineService(self.client, self.transfers, settings)
-        self.monitoring = RemoteMonitoringService(self.client)
+        self.schedules = RemoteScheduleService(self.client, self.pipelines, settings)
+        self.monitoring = RemoteMonitoringService(
+            self.client, self.transfers, project=self, settings=settings or Settings.load()
+        )
         self.deployments = RemoteDeploymentService(self.client)
         self.users = RemoteUserService(self.client)
         self.tokens = RemoteTokenService(self.client)

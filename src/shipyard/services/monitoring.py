@@ -120,15 +120,13 @@ class MonitoringService:
         start: datetime | None = until - span
         end: datetime | None = until
         if current is not None:
-            table = self._project.datasets.get(current).to_arrow()
             current_label = self._project.datasets.resolve(current).ref
             start = end = None
             seconds = None
         else:
-            table = self._project.predictions.read(version.name, since=start, until=until)
-            table = _only_version(table, version.version)
             current_label = "predictions"
             seconds = span.total_seconds()
+        table = self._current(version, current, start, end)
         window_table = _for_drift(table, features, target)
         options = DriftOptions(
             columns=tuple(features) if features else None,
@@ -236,6 +234,48 @@ class MonitoringService:
                 dep = Node("deployment", run.deployment_id)
                 lineage.link(conn, dep, "monitored_by", node, actor=self._user)
         return run
+
+    def _current(
+        self,
+        version: ModelVersion,
+        dataset: str | None,
+        start: datetime | None,
+        end: datetime | None,
+    ) -> Any:
+        """The rows judged: a dataset version, or the version's prediction log in a window."""
+        if dataset is not None:
+            return self._project.datasets.get(dataset).to_arrow()
+        table = self._project.predictions.read(version.name, since=start, until=end)
+        return _only_version(table, version.version)
+
+    def window(self, run_id: str) -> tuple[Any, str]:
+        """The rows a stored run judged, as the retraining loop trains on them, and the label.
+
+        The same window read again: the run's prediction-log window (or its dataset
+        version), the model's input columns, the prediction and the labels named as in the
+        training data.
+
+        Raises:
+            NotFoundError: if there is no such run, or its model version or data went.
+        """
+        run = self.show(run_id)
+        version = self._project.registry.resolve(f"{run.name}@{run.version}")
+        features = [c.name for c in version.signature.inputs] if version.signature else None
+        target = self._target(run.reference, features)
+        dataset = None if run.current == "predictions" else run.current
+        table = self._current(version, dataset, run.window_start, run.window_end)
+        return _for_drift(table, features, target), target or LABEL
+
+    def link_dataset(self, run: MonitorRun, dataset: str) -> None:
+        """Record that the retraining loop made ``dataset`` from this run's window."""
+        with self._metadata.write() as conn:
+            self._project.lineage.link(
+                conn,
+                Node("monitor_run", run.id),
+                "created",
+                Node("dataset_version", dataset),
+                actor=run.created_by,
+            )
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from shipyard.domain.lineage import Node
 from shipyard.domain.monitoring import MonitorRun
 from shipyard.domain.notifications import NotificationEvent, parse_sink
 from shipyard.errors import ShipyardError
@@ -102,14 +101,7 @@ def retrain_loop(
         )
         dataset = added.version.ref
         outcome["dataset"] = dataset
-        with project.metadata.write() as conn:
-            project.lineage.link(
-                conn,
-                Node("monitor_run", run.id),
-                "created",
-                Node("dataset_version", dataset),
-                actor=run.created_by,
-            )
+        project.monitoring.link_dataset(run, dataset)
         target = str(settings.retrain_pipeline)
         pipeline_run = project.pipelines.run(target, {settings.retrain_param: dataset})
         outcome["pipeline_run"] = pipeline_run.id

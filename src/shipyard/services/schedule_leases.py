@@ -12,6 +12,9 @@ The lease is renewed while the claimed runs are launched, so a slow pipeline doe
 overlap with the schedule's next run; it is released when they end. A scheduler that dies
 holding a lease only blocks that schedule until the lease runs out (60 s); the runs it had
 claimed but not launched are lost, never launched twice.
+
+Where the rows live is a ``LeaseBook``: ``SqlLeaseBook`` here, or a server in remote mode,
+whose claim route runs the same ``SqlLeaseBook`` for the remote scheduler.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Row, or_, select
 
@@ -39,8 +42,10 @@ __all__ = [
     "DEFAULT_LEASE_SECONDS",
     "Claim",
     "Launch",
+    "LeaseBook",
     "OnLaunch",
     "ScheduleLeases",
+    "SqlLeaseBook",
     "schedule_from_row",
 ]
 
@@ -66,23 +71,37 @@ OnLaunch = Callable[[str, str], None]
 """Told (schedule name, run id) after each launch."""
 
 
-class ScheduleLeases:
-    """Claims due schedules for one scheduler, launches their runs, renews and releases.
+class LeaseBook(Protocol):
+    """Where claims and leases are kept: the database here, or a server (remote mode)."""
+
+    def claim_due(
+        self, owner: str, now: datetime, limit: int | None, lease_seconds: float
+    ) -> list[Claim]:
+        """Claim the schedules due at ``now`` (at most ``limit``) for ``owner``."""
+
+    def renew(self, name: str, owner: str, until: datetime) -> bool:
+        """Hold ``owner``'s lease on a schedule until ``until``; False if it is not held."""
+
+    def release(self, name: str, owner: str, last_run_id: str | None) -> bool:
+        """Clear ``owner``'s lease, recording the last run launched; False if not held."""
+
+
+class SqlLeaseBook:
+    """Claims and leases in the ``schedules`` table, with compare-and-set updates.
+
+    The server runs this same code for remote schedulers (``/api/v1/schedules/claims``).
 
     Args:
         metadata: the metadata store.
-        launch: launches one run of a schedule for a due time and returns its run id.
-        lease_seconds: how long a claim holds a schedule if it is not renewed.
     """
 
-    def __init__(self, metadata: SqlMetadataStore, launch: Launch, *, lease_seconds: float) -> None:
+    def __init__(self, metadata: SqlMetadataStore) -> None:
         self._metadata = metadata
-        self._launch = launch
-        self._lease = timedelta(seconds=lease_seconds)
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-8:]}"
 
-    def claim_due(self, now: datetime, limit: int | None = None) -> list[Claim]:
-        """Claim the schedules due at ``now`` (at most ``limit``) for this scheduler.
+    def claim_due(
+        self, owner: str, now: datetime, limit: int | None, lease_seconds: float
+    ) -> list[Claim]:
+        """Claim the schedules due at ``now`` (at most ``limit``) for ``owner``.
 
         Each claim is one compare-and-set update in its own transaction; a schedule another
         scheduler claimed first, or holds a live lease on, is left out.
@@ -103,17 +122,17 @@ class ScheduleLeases:
         for row in rows:
             if limit is not None and len(claims) >= limit:
                 break
-            claim = self._claim(row, now)
+            claim = self._claim(row, owner, now, timedelta(seconds=lease_seconds))
             if claim is not None:
                 claims.append(claim)
         return claims
 
-    def _claim(self, row: Row[Any], now: datetime) -> Claim | None:
+    def _claim(self, row: Row[Any], owner: str, now: datetime, lease: timedelta) -> Claim | None:
         schedule = schedule_from_row(row)
         plan = plan_due(schedule.trigger, schedule.missed, schedule.next_run_at, now)
         if not plan.launch:
             return None
-        lease_until = now + self._lease
+        lease_until = now + lease
         with self._metadata.write() as conn:
             result = conn.execute(
                 schedules.update()
@@ -126,7 +145,7 @@ class ScheduleLeases:
                 .values(
                     next_run_at=plan.next_run_at,
                     last_run_at=plan.launch[-1],
-                    lease_owner=self.owner,
+                    lease_owner=owner,
                     lease_until=lease_until,
                 )
             )
@@ -140,6 +159,53 @@ class ScheduleLeases:
                 schedule.missed.text,
             )
         return Claim(schedule, plan.launch, plan.skipped, lease_until)
+
+    def renew(self, name: str, owner: str, until: datetime) -> bool:
+        """Hold ``owner``'s lease on a schedule until ``until``; False if it is not held."""
+        with self._metadata.write() as conn:
+            result = conn.execute(
+                schedules.update()
+                .where(schedules.c.name == name, schedules.c.lease_owner == owner)
+                .values(lease_until=as_utc(until))
+            )
+        return bool(result.rowcount == 1)
+
+    def release(self, name: str, owner: str, last_run_id: str | None) -> bool:
+        """Clear ``owner``'s lease, recording the last run launched; False if not held."""
+        values: dict[str, Any] = {"lease_owner": None, "lease_until": None}
+        if last_run_id is not None:
+            values["last_run_id"] = last_run_id
+        with self._metadata.write() as conn:
+            result = conn.execute(
+                schedules.update()
+                .where(schedules.c.name == name, schedules.c.lease_owner == owner)
+                .values(**values)
+            )
+        return bool(result.rowcount == 1)
+
+
+class ScheduleLeases:
+    """Claims due schedules for one scheduler, launches their runs, renews and releases.
+
+    Args:
+        book: where claims and leases are kept (``SqlLeaseBook``, or a server's).
+        launch: launches one run of a schedule for a due time and returns its run id.
+        lease_seconds: how long a claim holds a schedule if it is not renewed.
+    """
+
+    def __init__(self, book: LeaseBook, launch: Launch, *, lease_seconds: float) -> None:
+        self._book = book
+        self._launch = launch
+        self._lease = timedelta(seconds=lease_seconds)
+        self.owner = f"{_host()}:{os.getpid()}:{new_id()[-8:]}"
+
+    def claim_due(self, now: datetime, limit: int | None = None) -> list[Claim]:
+        """Claim the schedules due at ``now`` (at most ``limit``) for this scheduler.
+
+        Each claim is one compare-and-set update in its own transaction; a schedule another
+        scheduler claimed first, or holds a live lease on, is left out.
+        """
+        return self._book.claim_due(self.owner, now, limit, self._lease.total_seconds())
 
     def run(
         self,
@@ -179,28 +245,20 @@ class ScheduleLeases:
         while not stop.wait(interval):
             until = now + timedelta(seconds=time.monotonic() - started) + self._lease
             try:
-                with self._metadata.write() as conn:
-                    conn.execute(
-                        schedules.update()
-                        .where(schedules.c.name == name, schedules.c.lease_owner == self.owner)
-                        .values(lease_until=until)
-                    )
+                self._book.renew(name, self.owner, until)
             except ShipyardError:
                 log.warning("schedule %s: could not renew the lease", name, exc_info=True)
 
     def _release(self, name: str, last_run_id: str | None) -> None:
-        values: dict[str, Any] = {"lease_owner": None, "lease_until": None}
-        if last_run_id is not None:
-            values["last_run_id"] = last_run_id
         try:
-            with self._metadata.write() as conn:
-                conn.execute(
-                    schedules.update()
-                    .where(schedules.c.name == name, schedules.c.lease_owner == self.owner)
-                    .values(**values)
-                )
+            self._book.release(name, self.owner, last_run_id)
         except ShipyardError:
             log.warning("schedule %s: could not release the lease", name, exc_info=True)
+
+
+def _host() -> str:
+    # Letters, digits and - _ . only: the owner travels to a server in remote mode.
+    return "".join(c for c in socket.gethostname() if c.isalnum() or c in "-_.")[:64] or "host"
 
 
 def _trigger(row: Any) -> Trigger:

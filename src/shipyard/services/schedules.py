@@ -1,5 +1,11 @@
 """Schedules: add, change, list and sync them, and run the scheduler over them.
 
+``ScheduleService`` checks what it is given where it runs (it loads the pipeline target to
+check it and its parameters), then keeps the checked definition in a ``ScheduleBook``:
+``SqlScheduleBook`` (the metadata store, audited) in a local project, or a server in remote
+mode, whose routes check the definition again with the same ``ScheduleDefinition.parse``
+and store it with ``SqlScheduleBook``; the server never loads a target.
+
 Claiming due schedules so that each due run is launched exactly once, however many
 schedulers run, is the job of :mod:`shipyard.services.schedule_leases`.
 """
@@ -25,6 +31,8 @@ from shipyard.domain.schedules import MissedPolicy, Schedule, Trigger
 from shipyard.errors import (
     AlreadyExistsError,
     InvalidArgumentError,
+    InvalidScheduleError,
+    PermissionDeniedError,
     PipelineFailedError,
     ScheduleNotFoundError,
     SettingsError,
@@ -35,8 +43,10 @@ from shipyard.services.schedule_leases import (
     DEFAULT_LEASE_SECONDS,
     Claim,
     Launch,
+    LeaseBook,
     OnLaunch,
     ScheduleLeases,
+    SqlLeaseBook,
     schedule_from_row,
 )
 from shipyard.stores.metadata import SqlMetadataStore
@@ -44,11 +54,17 @@ from shipyard.stores.metadata.schema import schedules
 
 __all__ = [
     "DECLARED_KEYS",
+    "MAX_PARAMS_BYTES",
+    "MAX_TARGET_LENGTH",
     "Claim",
     "Launch",
     "PipelineDefinition",
     "PipelineRunner",
+    "ScheduleBook",
+    "ScheduleChange",
+    "ScheduleDefinition",
     "ScheduleService",
+    "SqlScheduleBook",
     "SyncResult",
 ]
 
@@ -56,6 +72,8 @@ log = logging.getLogger("shipyard.schedules")
 
 # Keys a [schedules.NAME] table in shipyard.toml may hold.
 DECLARED_KEYS = frozenset({"target", "cron", "every", "params", "missed", "max_catchup", "enabled"})
+MAX_TARGET_LENGTH = 1024  # the ``schedules.target`` column
+MAX_PARAMS_BYTES = 64 * 1024  # parameters as JSON: a schedule's, not a data set
 
 
 class PipelineDefinition(Protocol):
@@ -92,6 +110,242 @@ class SyncResult:
         return {"action": self.action, "schedule": self.schedule.to_dict()}
 
 
+@dataclass(frozen=True, slots=True)
+class ScheduleDefinition:
+    """A schedule as it is stored: every field checked, the target only as text.
+
+    ``parse`` is the one check of a definition: the local service runs it, and so does the
+    server on what a remote client sends (after the client loaded the target).
+    """
+
+    name: str
+    pipeline: str
+    target: str
+    trigger: Trigger
+    params: dict[str, Any]
+    missed: MissedPolicy
+    enabled: bool = True
+
+    @classmethod
+    def parse(
+        cls,
+        name: str,
+        pipeline: str,
+        target: str,
+        *,
+        cron: str | None = None,
+        every: str | float | None = None,
+        params: Mapping[str, Any] | None = None,
+        missed: str = "skip",
+        max_catchup: int | None = None,
+        enabled: bool = True,
+    ) -> ScheduleDefinition:
+        """A checked definition.
+
+        Raises:
+            InvalidScheduleError: for a bad cron expression or interval, or both or neither.
+            InvalidArgumentError: for a bad name, target, policy or parameters.
+        """
+        validate_name(name, what="schedule name")
+        validate_name(pipeline, what="pipeline name")
+        _encode_params(params)
+        return cls(
+            name,
+            pipeline,
+            _check_target(target),
+            _trigger(cron, every),
+            dict(params or {}),
+            MissedPolicy.parse(missed, max_catchup),
+            bool(enabled),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleChange:
+    """What an update changes; None leaves a field as it is."""
+
+    pipeline: str | None = None
+    target: str | None = None
+    trigger: Trigger | None = None
+    params: dict[str, Any] | None = None
+    missed: MissedPolicy | None = None
+    enabled: bool | None = None
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        pipeline: str | None = None,
+        target: str | None = None,
+        cron: str | None = None,
+        every: str | float | None = None,
+        params: Mapping[str, Any] | None = None,
+        missed: str | None = None,
+        max_catchup: int | None = None,
+        enabled: bool | None = None,
+    ) -> ScheduleChange:
+        """A checked change (a new target comes with its pipeline's name).
+
+        Raises:
+            InvalidScheduleError: for a bad cron expression or interval, or both.
+            InvalidArgumentError: for a bad target, pipeline name, policy or parameters.
+        """
+        if (pipeline is None) != (target is None):
+            raise InvalidArgumentError("a new target comes with the name of its pipeline")
+        if pipeline is not None:
+            validate_name(pipeline, what="pipeline name")
+        if params is not None:
+            _encode_params(params)
+        return cls(
+            pipeline,
+            None if target is None else _check_target(target),
+            None if cron is None and every is None else _trigger(cron, every),
+            None if params is None else dict(params),
+            None
+            if missed is None and max_catchup is None
+            else MissedPolicy.parse(missed or "catchup", max_catchup),
+            enabled,
+        )
+
+
+class ScheduleBook(Protocol):
+    """Where schedule definitions are kept: the metadata store, or a server."""
+
+    def create(self, definition: ScheduleDefinition, now: datetime | None) -> Schedule:
+        """Store a new schedule, first due after ``now`` (default: now)."""
+
+    def change(self, name: str, change: ScheduleChange, now: datetime | None) -> Schedule:
+        """Apply a change to a schedule."""
+
+    def delete(self, name: str) -> Schedule:
+        """Delete a schedule; what was removed."""
+
+    def get(self, name: str) -> Schedule:
+        """One schedule by name."""
+
+    def list(self) -> builtins.list[Schedule]:
+        """Every schedule, by name."""
+
+
+class SqlScheduleBook:
+    """Schedule definitions in the metadata store; every change audited as ``user``.
+
+    Args:
+        metadata: the metadata store.
+        audit: where changes are recorded.
+        user: who changes are recorded as.
+    """
+
+    def __init__(self, metadata: SqlMetadataStore, audit: AuditService, *, user: str) -> None:
+        self._metadata = metadata
+        self._audit = audit
+        self._user = user
+
+    def create(self, definition: ScheduleDefinition, now: datetime | None) -> Schedule:
+        """Store a new schedule due after ``now``; AlreadyExistsError if the name is taken."""
+        name = definition.name
+        moment = as_utc(now or utcnow())
+        row = {
+            "name": name,
+            "pipeline": definition.pipeline,
+            "target": definition.target,
+            "cron": definition.trigger.cron,
+            "interval_seconds": definition.trigger.interval_seconds,
+            "params": _encode_params(definition.params),
+            "missed": definition.missed.text,
+            "enabled": definition.enabled,
+            "next_run_at": definition.trigger.first_due(moment),
+            "created_at": moment,
+            "created_by": self._user,
+        }
+        with self._metadata.write() as conn:
+            self._metadata.lock(conn, f"schedule:{name}")
+            if conn.execute(select(schedules.c.name).where(schedules.c.name == name)).first():
+                raise AlreadyExistsError(
+                    f"schedule {name!r} exists already: pick another name, or change it with "
+                    "`shipyard schedules update` (or remove it first)"
+                )
+            conn.execute(schedules.insert().values(**row))
+            self._audit.record(
+                conn,
+                actor=self._user,
+                action="schedule.create",
+                entity_kind="schedule",
+                entity_id=name,
+                after=_audit_view(row),
+            )
+        return self.get(name)
+
+    def change(self, name: str, change: ScheduleChange, now: datetime | None) -> Schedule:
+        """Apply a change (a new trigger, or enabling, makes it next due after ``now``)."""
+        moment = as_utc(now or utcnow())
+        with self._metadata.write() as conn:
+            self._metadata.lock(conn, f"schedule:{name}")
+            row = conn.execute(select(schedules).where(schedules.c.name == name)).first()
+            if row is None:
+                raise ScheduleNotFoundError(name)
+            changes: dict[str, Any] = {}
+            if change.target is not None:
+                changes |= {"target": change.target, "pipeline": change.pipeline}
+            trigger = change.trigger
+            if trigger is not None:
+                changes |= {"cron": trigger.cron, "interval_seconds": trigger.interval_seconds}
+            if change.missed is not None:
+                changes["missed"] = change.missed.text
+            if change.params is not None:
+                changes["params"] = _encode_params(change.params)
+            if change.enabled is not None:
+                changes["enabled"] = change.enabled
+            if trigger is not None or (change.enabled and not row.enabled):
+                changes["next_run_at"] = (trigger or schedule_from_row(row).trigger).first_due(
+                    moment
+                )
+            if changes:
+                conn.execute(schedules.update().where(schedules.c.name == name).values(**changes))
+                self._audit.record(
+                    conn,
+                    actor=self._user,
+                    action="schedule.update",
+                    entity_kind="schedule",
+                    entity_id=name,
+                    before=_audit_view(row._asdict()),
+                    after=_audit_view(row._asdict() | changes),
+                )
+        return self.get(name)
+
+    def delete(self, name: str) -> Schedule:
+        """Delete a schedule (runs it launched stay); what was removed, or ScheduleNotFoundError."""
+        with self._metadata.write() as conn:
+            self._metadata.lock(conn, f"schedule:{name}")
+            row = conn.execute(select(schedules).where(schedules.c.name == name)).first()
+            if row is None:
+                raise ScheduleNotFoundError(name)
+            conn.execute(schedules.delete().where(schedules.c.name == name))
+            self._audit.record(
+                conn,
+                actor=self._user,
+                action="schedule.delete",
+                entity_kind="schedule",
+                entity_id=name,
+                before=_audit_view(row._asdict()),
+            )
+        return schedule_from_row(row)
+
+    def get(self, name: str) -> Schedule:
+        """One schedule by name (ScheduleNotFoundError if there is none)."""
+        with self._metadata.read() as conn:
+            row = conn.execute(select(schedules).where(schedules.c.name == name)).first()
+        if row is None:
+            raise ScheduleNotFoundError(name)
+        return schedule_from_row(row)
+
+    def list(self) -> builtins.list[Schedule]:
+        """Every schedule, by name."""
+        with self._metadata.read() as conn:
+            rows = conn.execute(select(schedules).order_by(schedules.c.name)).all()
+        return [schedule_from_row(r) for r in rows]
+
+
 class ScheduleService:
     """Adds, changes and lists schedules; ticks them; runs the scheduler loop.
 
@@ -123,15 +377,37 @@ class ScheduleService:
         root: Path | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
-        self._metadata = metadata
+        self._setup(
+            SqlScheduleBook(metadata, audit, user=user),
+            SqlLeaseBook(metadata),
+            pipelines=pipelines,
+            launch=launch,
+            load=load,
+            declared=declared,
+            root=root,
+            lease_seconds=lease_seconds,
+        )
+
+    def _setup(
+        self,
+        book: ScheduleBook,
+        leases: LeaseBook,
+        *,
+        pipelines: PipelineRunner | None,
+        launch: Launch | None,
+        load: Callable[[str], PipelineDefinition] | None,
+        declared: Mapping[str, Mapping[str, Any]] | None,
+        root: Path | None,
+        lease_seconds: float,
+    ) -> None:
+        # Shared with the remote service, which keeps its books on a server.
+        self._book = book
         self._root = root
-        self._audit = audit
-        self._user = user
         self._pipelines = pipelines
         self._launch = launch or self._launch_pipeline
         self._loader = load or _load_pipeline
         self._declared = dict(declared or {})
-        self._leases = ScheduleLeases(metadata, self._launch, lease_seconds=lease_seconds)
+        self._leases = ScheduleLeases(leases, self._launch, lease_seconds=lease_seconds)
         self.owner = self._leases.owner
 
     # -- records ------------------------------------------------------------------------
@@ -172,38 +448,17 @@ class ScheduleService:
         trigger = Trigger.parse(cron, every)
         policy = MissedPolicy.parse(missed, max_catchup)
         pipeline = self._load(target)
-        encoded = _encode_params(_checked(pipeline, params or {}))
-        moment = as_utc(now or utcnow())
-        row = {
-            "name": name,
-            "pipeline": pipeline.name,
-            "target": target,
-            "cron": trigger.cron,
-            "interval_seconds": trigger.interval_seconds,
-            "params": encoded,
-            "missed": policy.text,
-            "enabled": enabled,
-            "next_run_at": trigger.first_due(moment),
-            "created_at": moment,
-            "created_by": self._user,
-        }
-        with self._metadata.write() as conn:
-            self._metadata.lock(conn, f"schedule:{name}")
-            if conn.execute(select(schedules.c.name).where(schedules.c.name == name)).first():
-                raise AlreadyExistsError(
-                    f"schedule {name!r} exists already: pick another name, or change it with "
-                    "`shipyard schedules update` (or remove it first)"
-                )
-            conn.execute(schedules.insert().values(**row))
-            self._audit.record(
-                conn,
-                actor=self._user,
-                action="schedule.create",
-                entity_kind="schedule",
-                entity_id=name,
-                after=_audit_view(row),
-            )
-        return self.get(name)
+        definition = ScheduleDefinition.parse(
+            name,
+            pipeline.name,
+            target,
+            cron=trigger.cron,
+            every=trigger.interval_seconds,
+            params=_checked(pipeline, params or {}),
+            missed=policy.text,
+            enabled=enabled,
+        )
+        return self._book.create(definition, now)
 
     def update(
         self,
@@ -229,51 +484,25 @@ class ScheduleService:
             InvalidScheduleError: for a bad cron expression or interval, or both.
             InvalidArgumentError: for a bad policy or parameters.
         """
-        trigger = None if cron is None and every is None else Trigger.parse(cron, every)
-        policy = (
-            None
-            if missed is None and max_catchup is None
-            else MissedPolicy.parse(missed or "catchup", max_catchup)
-        )
+        ScheduleChange.parse(cron=cron, every=every, missed=missed, max_catchup=max_catchup)
         current = self.get(name)
-        pipeline = encoded = None
+        pipeline: str | None = None
+        checked: dict[str, Any] | None = None
         if target is not None or params is not None:
             loaded = self._load(target or current.target)
-            encoded = _encode_params(_checked(loaded, current.params if params is None else params))
-            pipeline = loaded if target is not None else None
-        moment = as_utc(now or utcnow())
-        with self._metadata.write() as conn:
-            self._metadata.lock(conn, f"schedule:{name}")
-            row = conn.execute(select(schedules).where(schedules.c.name == name)).first()
-            if row is None:
-                raise ScheduleNotFoundError(name)
-            changes: dict[str, Any] = {}
-            if pipeline is not None:
-                changes |= {"target": target, "pipeline": pipeline.name}
-            if trigger is not None:
-                changes |= {"cron": trigger.cron, "interval_seconds": trigger.interval_seconds}
-            if policy is not None:
-                changes["missed"] = policy.text
-            if encoded is not None:
-                changes["params"] = encoded
-            if enabled is not None:
-                changes["enabled"] = enabled
-            if trigger is not None or (enabled and not row.enabled):
-                changes["next_run_at"] = (trigger or schedule_from_row(row).trigger).first_due(
-                    moment
-                )
-            if changes:
-                conn.execute(schedules.update().where(schedules.c.name == name).values(**changes))
-                self._audit.record(
-                    conn,
-                    actor=self._user,
-                    action="schedule.update",
-                    entity_kind="schedule",
-                    entity_id=name,
-                    before=_audit_view(row._asdict()),
-                    after=_audit_view(row._asdict() | changes),
-                )
-        return self.get(name)
+            checked = _checked(loaded, current.params if params is None else params)
+            pipeline = loaded.name if target is not None else None
+        change = ScheduleChange.parse(
+            pipeline=pipeline,
+            target=target,
+            cron=cron,
+            every=every,
+            params=checked,
+            missed=missed,
+            max_catchup=max_catchup,
+            enabled=enabled,
+        )
+        return self._book.change(name, change, now)
 
     def remove(self, name: str) -> Schedule:
         """Delete a schedule; runs it launched stay. Returns what was removed.
@@ -281,21 +510,7 @@ class ScheduleService:
         Raises:
             ScheduleNotFoundError: if no schedule has this name.
         """
-        with self._metadata.write() as conn:
-            self._metadata.lock(conn, f"schedule:{name}")
-            row = conn.execute(select(schedules).where(schedules.c.name == name)).first()
-            if row is None:
-                raise ScheduleNotFoundError(name)
-            conn.execute(schedules.delete().where(schedules.c.name == name))
-            self._audit.record(
-                conn,
-                actor=self._user,
-                action="schedule.delete",
-                entity_kind="schedule",
-                entity_id=name,
-                before=_audit_view(row._asdict()),
-            )
-        return schedule_from_row(row)
+        return self._book.delete(name)
 
     def get(self, name: str) -> Schedule:
         """One schedule by name.
@@ -303,17 +518,11 @@ class ScheduleService:
         Raises:
             ScheduleNotFoundError: if no schedule has this name.
         """
-        with self._metadata.read() as conn:
-            row = conn.execute(select(schedules).where(schedules.c.name == name)).first()
-        if row is None:
-            raise ScheduleNotFoundError(name)
-        return schedule_from_row(row)
+        return self._book.get(name)
 
-    def list(self) -> list[Schedule]:
+    def list(self) -> builtins.list[Schedule]:
         """Every schedule, by name."""
-        with self._metadata.read() as conn:
-            rows = conn.execute(select(schedules).order_by(schedules.c.name)).all()
-        return [schedule_from_row(r) for r in rows]
+        return self._book.list()
 
     # -- declared schedules -------------------------------------------------------------
 
@@ -481,6 +690,8 @@ class ScheduleService:
                 now = utcnow()
                 try:
                     claims = self.claim_due(now, limit=max_parallel - len(busy))
+                except PermissionDeniedError:
+                    raise  # a token without the editor role: trying again will not help
                 except ShipyardError:
                     log.exception("scheduler tick failed; trying again in %gs", tick_seconds)
                     claims = []
@@ -523,16 +734,50 @@ def _checked(pipeline: PipelineDefinition, params: Mapping[str, Any]) -> dict[st
 
 
 def _encode_params(params: Mapping[str, Any] | None) -> str:
+    if params is not None and not isinstance(params, Mapping):
+        raise InvalidArgumentError("schedule parameters must be a mapping of names to values")
     params = dict(params or {})
     for key in params:
         if not isinstance(key, str) or not key.isidentifier():
             raise InvalidArgumentError(f"parameter name {key!r} is not a Python identifier")
     try:
-        return json.dumps(params, sort_keys=True, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+        encoded = json.dumps(params, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidArgumentError(
             f"schedule parameters must be plain JSON values (numbers, strings, lists): {exc}"
         ) from None
+    if len(encoded.encode()) > MAX_PARAMS_BYTES:
+        raise InvalidArgumentError(
+            f"schedule parameters take more than {MAX_PARAMS_BYTES} bytes as JSON: pass a "
+            "dataset reference or a file name instead of the data"
+        )
+    return encoded
+
+
+def _trigger(cron: str | None, every: str | float | None) -> Trigger:
+    """A parsed trigger that has an occurrence (``0 0 31 2 *`` has none: no 31 February)."""
+    trigger = Trigger.parse(cron, every)
+    try:
+        trigger.first_due(utcnow())
+    except (ValueError, OverflowError) as exc:
+        raise InvalidScheduleError(
+            trigger.text, f"it has no next occurrence ({type(exc).__name__}: {exc})"
+        ) from None
+    return trigger
+
+
+def _check_target(target: object) -> str:
+    """A target as stored: text of 1 to 1024 characters without NUL or line breaks."""
+    if not isinstance(target, str) or not target.strip():
+        raise InvalidArgumentError(
+            "a schedule target is 'path/file.py:pipeline' or 'module:pipeline'"
+        )
+    if len(target) > MAX_TARGET_LENGTH or any(c in target for c in "\x00\r\n"):
+        raise InvalidArgumentError(
+            f"schedule target {target[:80]!r}: at most {MAX_TARGET_LENGTH} characters, "
+            "without NUL or line breaks"
+        )
+    return target
 
 
 def _audit_view(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -74,6 +74,7 @@ _BODIES: dict[tuple[str, str], Any] = {
         "pid": 1,
     },
     ("POST", "/api/v1/deployments/{deployment_id}/switch"): {"version": 1},
+    ("POST", "/api/v1/monitoring/runs/{run_id}/datasets"): {"dataset": "d@1"},
     ("POST", "/api/v1/models/{name}/versions"): {
         "files": [{"path": "a.txt", "digest": "blake3:" + "0" * 64, "size": 1}],
         "flavor": "sklearn",
@@ -92,6 +93,19 @@ _QUERY[("GET", "/api/v1/pipelines/runs/{run_id}/logs")] = {"task": "train-0"}
 _QUERY[("GET", "/api/v1/monitoring/runs")] = {"model": "m1"}
 _BODIES[("POST", "/api/v1/monitoring/runs")] = {"model": "m1@1", "window": "1h"}
 _QUERY[("GET", "/api/v1/monitoring/metrics")] = {"model": "m1"}
+_BODIES[("POST", "/api/v1/schedules")] = {
+    "name": "matrix",
+    "pipeline": "matrix",
+    "target": "flow.py:main",
+    "every": 3600,
+}
+_BODIES[("PATCH", "/api/v1/schedules/{name}")] = {"enabled": False}
+_BODIES[("POST", "/api/v1/schedules/claims")] = {"owner": "matrix:1"}
+_BODIES[("POST", "/api/v1/schedules/{name}/lease")] = {
+    "owner": "matrix:1",
+    "until": "2026-01-01T00:00:00+00:00",
+}
+_BODIES[("POST", "/api/v1/schedules/{name}/release")] = {"owner": "matrix:1"}
 
 
 def _request(client: httpx.Client, method: str, template: str) -> httpx.Response:

@@ -70,9 +70,10 @@ def test_data_commands_work_through_the_server(
 def test_commands_without_remote_support_refuse_instead_of_acting_locally(
     remote_cli: Invoke,
 ) -> None:
-    answer = remote_cli("schedules", "list")
-    assert answer.exit_code != 0
-    assert "SHIPYARD_URI" in answer.output
+    for command in (["gc"], ["blobs", "list"]):
+        answer = remote_cli(*command)
+        assert answer.exit_code != 0, command
+        assert "SHIPYARD_URI" in answer.output, command
     assert not (Path.cwd() / ".shipyard").exists()
 
 

@@ -24,8 +24,8 @@ from shipyard.client import RemoteProject
 from shipyard.client.monitoring import MAX_QUERY_NAMES
 from shipyard.domain.ids import utcnow
 from shipyard.domain.lineage import Node
-from shipyard.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError
-from shipyard.server.api.routes.monitoring import MAX_METRICS_MODELS, NO_RETRAIN
+from shipyard.errors import InvalidArgumentError, PermissionDeniedError
+from shipyard.server.api.routes.monitoring import MAX_METRICS_MODELS
 from shipyard.settings import Settings
 
 from .conftest import Team
@@ -146,19 +146,53 @@ def _hook(event: str, args: tuple[object, ...]) -> None:
 sys.addaudithook(_hook)
 
 
-def test_retraining_does_not_run_on_the_server_and_says_so(served: Team) -> None:
-    # The server runs in this process (a thread): the audit hook sees any unpickling.
+def test_retraining_runs_here_and_records_everything_on_the_server(
+    served: Team, tmp_path: Path
+) -> None:
+    # The laptop's settings name the pipeline (its code is here); the server's alert rule
+    # decides. The server runs in this process (a thread): the audit hook would see an
+    # unpickling there (the pipeline's result is a plain string: none here either).
+    flow = tmp_path / "retrain.py"
+    flow.write_text(
+        "import shipyard as sy\n\n@sy.task\ndef fit(dataset: str) -> str:\n"
+        "    return 'prices@1'\n\n@sy.pipeline(name='retrain')\n"
+        "def flow(dataset: str) -> str:\n    return fit(dataset)\n",
+        encoding="utf-8",
+    )
+    laptop = Settings.load(tmp_path, env={}, retrain_pipeline=f"{flow}:flow", promote_to="staging")
     _watching.set()
     try:
-        with RemoteProject(served.url, served.tokens["editor"]) as remote:
+        with RemoteProject(served.url, served.tokens["editor"], laptop) as remote:
             run = remote.monitoring.run("prices@1", window="1h")
     finally:
         _watching.clear()
     assert _unpickled == []
-    assert run.status == "alert" and run.retrain == {"error": NO_RETRAIN}
-    with pytest.raises(NotFoundError):  # no window dataset was added, no pipeline ran
-        served.project.datasets.resolve("prices-monitored@latest")
-    assert served.project.pipelines.list() == []
+    assert run.status == "alert", run
+    assert run.retrain["dataset"] == "prices-monitored@1"
+    assert run.retrain["pipeline_status"] == "succeeded"
+    assert run.retrain["model_version"] == "prices@1"
+    project = served.project
+    window = project.datasets.get("prices-monitored@1").to_arrow()
+    assert window.num_rows == 40 and "x" in window.column_names
+    assert project.datasets.resolve("prices-monitored@1").created_by == "eddie"
+    [pipeline_run] = project.pipelines.list(pipeline="retrain")
+    assert pipeline_run.created_by == "eddie" and pipeline_run.status == "succeeded"
+    [request] = project.registry.requests(status=None)
+    assert (request.id, request.target) == (run.retrain["promotion_request"], "staging")
+    assert request.requested_by == "eddie" and request.status == "pending"
+    graph = project.lineage.graph(Node("monitor_run", run.id), depth=1)
+    assert [e.target.id for e in graph.downstream] == ["prices-monitored@1"]
+
+
+def test_only_the_runs_maker_links_datasets_to_it(served: Team) -> None:
+    run = served.project.monitoring.run("prices@1", window="1h", retrain=False)
+    path = f"/api/v1/monitoring/runs/{run.id}/datasets"
+    with served.client("editor") as eddie, served.client("viewer") as vic:
+        refused = eddie.post(path, json={"dataset": "prices-data@1"})
+        assert refused.status_code == 403 and "only they retrain" in refused.text
+        assert vic.get(f"/api/v1/monitoring/runs/{run.id}/window").status_code == 200
+    graph = served.project.lineage.graph(Node("monitor_run", run.id), depth=1)
+    assert [e.target.id for e in graph.downstream if e.relation == "created"] == []
 
 
 def test_bad_monitor_requests_get_a_4xx_naming_the_field_and_write_nothing(
@@ -228,7 +262,7 @@ def test_monitor_run_and_metrics_work_through_the_server(remote_cli: Invoke, ser
     shown = remote_cli("monitor", "run", "prices@1", "--window", "1h", "--html", "report.html")
     assert shown.exit_code == 0, shown.output
     assert "ALERT" in shown.output and "drift_share > 0.5" in shown.output
-    assert "retraining stopped" in shown.output  # configured, but not run by the server
+    assert "retrain" not in shown.output.lower()  # this laptop configures no retraining
     [stored] = served.project.monitoring.history("prices")
     assert stored.created_by == "eddie"
     assert Path("report.html").read_text() == served.project.monitoring.report_html(stored.id)

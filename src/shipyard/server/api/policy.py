@@ -93,6 +93,17 @@ POLICY: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("GET", f"{_V1}/monitoring/runs/{{run_id}}/report"): READ,
     ("POST", f"{_V1}/monitoring/runs"): WRITE,
     ("GET", f"{_V1}/monitoring/metrics"): READ,
+    ("GET", f"{_V1}/monitoring/runs/{{run_id}}/window"): READ,
+    ("POST", f"{_V1}/monitoring/runs/{{run_id}}/datasets"): WRITE,
+    # schedules: definitions (checked here, targets never loaded) and remote schedulers
+    ("GET", f"{_V1}/schedules"): READ,
+    ("POST", f"{_V1}/schedules"): WRITE,
+    ("GET", f"{_V1}/schedules/{{name}}"): READ,
+    ("PATCH", f"{_V1}/schedules/{{name}}"): WRITE,
+    ("DELETE", f"{_V1}/schedules/{{name}}"): WRITE,
+    ("POST", f"{_V1}/schedules/claims"): WRITE,
+    ("POST", f"{_V1}/schedules/{{name}}/lease"): WRITE,
+    ("POST", f"{_V1}/schedules/{{name}}/release"): WRITE,
     # users and tokens
     ("GET", f"{_V1}/users"): ADMIN,
     ("POST", f"{_V1}/users"): ADMIN,

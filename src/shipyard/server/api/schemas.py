@@ -49,6 +49,11 @@ __all__ = [
     "RolesBody",
     "RunCreateBody",
     "RunIdPath",
+    "ScheduleBody",
+    "ScheduleChangeBody",
+    "ScheduleClaimBody",
+    "ScheduleLeaseBody",
+    "ScheduleReleaseBody",
     "TaskRowBody",
     "TokenBody",
     "UserBody",
@@ -377,3 +382,102 @@ class MonitorRunBody(_Body):
         if self.now is not None and self.now - datetime.min.replace(tzinfo=UTC) <= span:
             raise ValueError(f"window {self.window!r} reaches back before the year 1")
         return self
+
+
+# -- schedules: definitions a client checked (and loaded); checked again, never loaded ----
+
+ScheduleTarget = Annotated[
+    str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[^\x00\r\n]+$")
+]
+CronText = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00]+$")]
+# Interval seconds: at least 1, at most ten years (a first due time far past that overflows).
+IntervalSeconds = Annotated[float, Field(ge=1, le=315_360_000)]
+MissedText = Annotated[str, StringConstraints(pattern=r"^(skip|catchup(:[0-9]{1,4})?)$")]
+ParamName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY)]
+# A scheduler's name for itself (host:pid:suffix); the server puts the caller's user first.
+LeaseOwner = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-:]{0,119}$")]
+_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+_AHEAD = timedelta(days=1)  # how far ahead of the server's clock a client's clock may be
+
+
+def _near_now(value: datetime | None, ahead: timedelta = _AHEAD) -> datetime | None:
+    """``value`` in UTC, refused before 2000 or more than ``ahead`` past the server's clock."""
+    if value is None:
+        return None
+    moment = value.astimezone(UTC)
+    if not _EARLIEST <= moment <= datetime.now(UTC) + ahead:
+        raise ValueError(
+            f"{moment.isoformat()} is not a time a scheduler works at: from 2000 to a day "
+            "from now (is this machine's clock right?)"
+        )
+    return moment
+
+
+class ScheduleBody(_Body):
+    """A new schedule: its definition as the client checked it against the pipeline."""
+
+    name: Name
+    pipeline: Name
+    target: ScheduleTarget
+    cron: CronText | None = None
+    every: IntervalSeconds | None = None
+    params: dict[ParamName, Any] = Field(default_factory=dict, max_length=1000)
+    missed: MissedText = "skip"
+    enabled: bool = True
+    now: AwareDatetime | None = None
+
+    @field_validator("now")
+    @classmethod
+    def _now(cls, value: datetime | None) -> datetime | None:
+        return _near_now(value)
+
+
+class ScheduleChangeBody(_Body):
+    """A change to a schedule; what is left out stays (a new target comes with its pipeline)."""
+
+    pipeline: Name | None = None
+    target: ScheduleTarget | None = None
+    cron: CronText | None = None
+    every: IntervalSeconds | None = None
+    params: dict[ParamName, Any] | None = Field(default=None, max_length=1000)
+    missed: MissedText | None = None
+    enabled: bool | None = None
+    now: AwareDatetime | None = None
+
+    @field_validator("now")
+    @classmethod
+    def _now(cls, value: datetime | None) -> datetime | None:
+        return _near_now(value)
+
+
+class ScheduleClaimBody(_Body):
+    """A scheduler claiming the schedules due at ``now`` (default: the server's clock)."""
+
+    owner: LeaseOwner
+    now: AwareDatetime | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] | None = None
+    lease_seconds: Annotated[float, Field(ge=0.05, le=3600)] = 60.0
+
+    @field_validator("now")
+    @classmethod
+    def _now(cls, value: datetime | None) -> datetime | None:
+        return _near_now(value)
+
+
+class ScheduleLeaseBody(_Body):
+    """A scheduler renewing its lease on a schedule until ``until``."""
+
+    owner: LeaseOwner
+    until: AwareDatetime
+
+    @field_validator("until")
+    @classmethod
+    def _until(cls, value: datetime) -> datetime | None:
+        return _near_now(value, _AHEAD + timedelta(hours=1))
+
+
+class ScheduleReleaseBody(_Body):
+    """A scheduler releasing its lease, with the id of the last run it launched."""
+
+    owner: LeaseOwner
+    run_id: Id | None = None

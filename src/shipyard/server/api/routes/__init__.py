@@ -16,6 +16,7 @@ from shipyard.server.api.routes import (
     pipelines,
     predictions,
     runs,
+    schedules,
     system,
     users,
 )
@@ -36,4 +37,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     predictions.router,
     monitoring.router,
     users.router,
+    schedules.router,
 )

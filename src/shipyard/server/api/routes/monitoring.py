@@ -3,7 +3,10 @@
 ``POST /monitoring/runs`` computes a run on the server, where the prediction log and the
 reference datasets are, as the caller: the request names a model version, dataset versions
 and a window, never a file. The retraining loop does not run here: it would run pipeline code
-and load its pickled result in the server process.
+and load its pickled result in the server process. The client runs it where the pipeline
+code is: it reads the run's window (``…/window``, Arrow IPC), adds it as a dataset version
+through the server, records that link (``…/datasets``), runs the pipeline (records on the
+server) and files the promotion request.
 """
 
 from __future__ import annotations
@@ -17,13 +20,21 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import StringConstraints
 
 from shipyard.domain.references import MAX_NAME_LENGTH
+from shipyard.errors import PermissionDeniedError
 from shipyard.server.api.auth import caller
 from shipyard.server.api.context import ApiContext, Caller
 from shipyard.server.api.policy import API_PREFIX
-from shipyard.server.api.schemas import NAME_PATTERN, MonitorRunBody, RunIdPath
+from shipyard.server.api.schemas import NAME_PATTERN, InputBody, MonitorRunBody, RunIdPath
 from shipyard.services.monitoring import MonitoringService
 
-__all__ = ["MAX_METRICS_MODELS", "NO_RETRAIN", "PROMETHEUS_TEXT", "router"]
+__all__ = [
+    "ARROW_STREAM",
+    "LABEL_KEY",
+    "MAX_METRICS_MODELS",
+    "NO_RETRAIN",
+    "PROMETHEUS_TEXT",
+    "router",
+]
 
 router = APIRouter(prefix=API_PREFIX, tags=["monitoring"])
 Who = Annotated[Caller, Depends(caller)]
@@ -34,9 +45,11 @@ ModelName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=MA
 MAX_METRICS_MODELS = 40
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 NO_RETRAIN = (
-    "the retraining loop does not run through the server (it would run pipeline code there): "
-    "run `shipyard monitor run` where the project is, or start the retraining pipeline yourself"
+    "the retraining loop does not run on the server (it would run pipeline code there): the "
+    "shipyard client runs it where the pipeline code is, with its own [monitoring] settings"
 )
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+LABEL_KEY = b"shipyard.label"  # the window's label column, in the Arrow schema's metadata
 
 
 def _monitoring(request: Request) -> MonitoringService:
@@ -127,3 +140,42 @@ def get_monitor_run(request: Request, run_id: RunIdPath, who: Who) -> JSONRespon
 def get_monitor_report(request: Request, run_id: RunIdPath, who: Who) -> JSONResponse:
     """The JSON report stored with the run: ``{"run": ..., "report": <drift report>}``."""
     return JSONResponse(_monitoring(request).report(run_id))
+
+
+@router.get(
+    "/monitoring/runs/{run_id}/window",
+    response_class=Response,
+    responses={
+        200: {"content": {ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}}}}
+    },
+)
+def get_monitor_window(request: Request, run_id: RunIdPath, who: Who) -> Response:
+    """The rows the run judged (model inputs, prediction, labels), as Arrow IPC.
+
+    What the retraining loop trains on; the label column's name is in the schema's metadata
+    under ``shipyard.label``.
+    """
+    import pyarrow as pa
+
+    table, label = _monitoring(request).window(run_id)
+    schema = table.schema.with_metadata({**(table.schema.metadata or {}), LABEL_KEY: label})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as writer:
+        writer.write_table(table.replace_schema_metadata(schema.metadata))
+    return Response(sink.getvalue().to_pybytes(), media_type=ARROW_STREAM)
+
+
+@router.post("/monitoring/runs/{run_id}/datasets")
+def link_monitor_dataset(
+    request: Request, run_id: RunIdPath, body: InputBody, who: Who
+) -> JSONResponse:
+    """Record that the retraining loop made a dataset version from the caller's run."""
+    service = _monitoring_as(request, who)
+    run = service.show(run_id)
+    if run.created_by != who.identity.user:
+        raise PermissionDeniedError(
+            f"monitor run {run_id} was made by {run.created_by}; only they retrain from it"
+        )
+    dataset = who.services.datasets.resolve(body.dataset).ref
+    service.link_dataset(run, dataset)
+    return JSONResponse({"run": run.id, "dataset": dataset})
