@@ -16,6 +16,11 @@ from shipyard.errors import BackendError, ShipyardError, StoreUnavailableError
 
 __all__ = ["ApiClient"]
 
+try:
+    import orjson
+except ModuleNotFoundError:  # pragma: no cover - orjson comes with the server extra
+    orjson = None  # type: ignore[assignment]
+
 _KINDS: dict[str, type[ShipyardError]] = {
     name: getattr(errors, name)
     for name in (
@@ -148,7 +153,8 @@ def _json(answer: httpx.Response) -> Any:
     if not answer.content:
         return None
     try:
-        return answer.json()
+        # orjson (with the server extra) decodes a page of runs several times faster.
+        return answer.json() if orjson is None else orjson.loads(answer.content)
     except ValueError:  # not JSON (a proxy's error page): the status says what happened
         return None
 

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from shipyard.domain.references import validate_name
 from shipyard.server.api.auth import caller
 from shipyard.server.api.context import ApiContext, Caller
+from shipyard.server.api.fast_json import FastJSONResponse
 from shipyard.server.api.policy import API_PREFIX
 from shipyard.server.api.schemas import EndRunBody, LogBatchBody, RunCreateBody, RunIdPath
 from shipyard.services import run_writes
@@ -49,7 +50,7 @@ def create_run(request: Request, body: RunCreateBody, who: Who) -> JSONResponse:
     return JSONResponse(run.to_dict(), 201)
 
 
-@router.get("/runs")
+@router.get("/runs", response_class=FastJSONResponse)
 def search_runs(
     who: Who,
     experiment: Annotated[list[str] | None, Query(max_length=100)] = None,
@@ -57,12 +58,12 @@ def search_runs(
     order_by: Annotated[list[str] | None, Query(max_length=20)] = None,
     max_results: Annotated[int, Query(ge=1, le=50_000)] = 1000,
     page_token: Annotated[str | None, Query(max_length=1000)] = None,
-) -> JSONResponse:
+) -> FastJSONResponse:
     """Search runs with the filter language (``metrics.auc > 0.9 and params.x = '5'``)."""
     for name in experiment or ():
         validate_name(name, what="experiment name")
     page = who.services.runs.search(experiment, filter, order_by, max_results, page_token)
-    return JSONResponse(
+    return FastJSONResponse(
         {"runs": [r.to_dict() for r in page], "next_page_token": page.next_page_token}
     )
 
