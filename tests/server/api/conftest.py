@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from typer.testing import CliRunner, Result
 
 from shipyard.app import Shipyard
+from shipyard.cli.main import app
 from shipyard.server.api import create_app
 
+Invoke = Callable[..., Result]
 ROLE_USERS = {"viewer": "vic", "editor": "eddie", "approver": "april", "admin": "alice"}
 
 
@@ -89,6 +94,25 @@ def team(project: Shipyard) -> Iterator[Team]:
     time.sleep(0.01)  # let the expired token expire
     yield found
     found.server.stop()
+
+
+@pytest.fixture
+def remote_cli(team: Team, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
+    """The CLI in an empty folder, pointed at the server with the editor's token."""
+    for name in list(os.environ):
+        if name.startswith("SHIPYARD_"):
+            monkeypatch.delenv(name)
+    work = tmp_path / "laptop"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("SHIPYARD_URI", team.url)
+    monkeypatch.setenv("SHIPYARD_TOKEN", team.tokens["editor"])
+    runner = CliRunner()
+
+    def invoke(*args: str) -> Result:
+        return runner.invoke(app, list(args), catch_exceptions=False)
+
+    return invoke
 
 
 @pytest.fixture

@@ -3,38 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
 
 import shipyard.errors as sy_errors
-from shipyard.cli.main import app
 
-from .conftest import Team
-
-Invoke = Callable[..., Result]
-
-
-@pytest.fixture
-def remote_cli(team: Team, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
-    """The CLI in an empty folder, pointed at the server with the editor's token."""
-    for name in list(os.environ):
-        if name.startswith("SHIPYARD_"):
-            monkeypatch.delenv(name)
-    work = tmp_path / "laptop"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    monkeypatch.setenv("SHIPYARD_URI", team.url)
-    monkeypatch.setenv("SHIPYARD_TOKEN", team.tokens["editor"])
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(app, list(args), catch_exceptions=False)
-
-    return invoke
+from .conftest import Invoke, Team
 
 
 def test_data_commands_work_through_the_server(

@@ -4,11 +4,10 @@ the prediction log is, stored as the caller, and reads the same from both sides.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -17,9 +16,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from sklearn.linear_model import Ridge
-from typer.testing import CliRunner, Result
 
-from shipyard.cli.main import app
 from shipyard.client import RemoteProject
 from shipyard.client.monitoring import MAX_QUERY_NAMES
 from shipyard.domain.ids import utcnow
@@ -28,9 +25,7 @@ from shipyard.errors import InvalidArgumentError, PermissionDeniedError
 from shipyard.server.api.routes.monitoring import MAX_METRICS_MODELS
 from shipyard.settings import Settings
 
-from .conftest import Team
-
-Invoke = Callable[..., Result]
+from .conftest import Invoke, Team
 
 
 @pytest.fixture
@@ -237,25 +232,6 @@ def test_bad_monitor_requests_get_a_4xx_naming_the_field_and_write_nothing(
             editing.monitoring.run("prices@1", window="soon")
         assert editing.monitoring.history("prices") == []
     assert served.project.monitoring.history("prices") == []  # and nothing on the server
-
-
-@pytest.fixture
-def remote_cli(served: Team, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
-    """The CLI in an empty folder, pointed at the server with the editor's token."""
-    for name in list(os.environ):
-        if name.startswith("SHIPYARD_"):
-            monkeypatch.delenv(name)
-    work = tmp_path / "laptop"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    monkeypatch.setenv("SHIPYARD_URI", served.url)
-    monkeypatch.setenv("SHIPYARD_TOKEN", served.tokens["editor"])
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(app, list(args), catch_exceptions=False)
-
-    return invoke
 
 
 def test_monitor_run_and_metrics_work_through_the_server(remote_cli: Invoke, served: Team) -> None:

@@ -4,18 +4,14 @@ files downloaded by digest and verified, and is the bundle a local project write
 from __future__ import annotations
 
 import json
-import os
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
-from typer.testing import CliRunner, Result
 
-from shipyard.cli.main import app
 from shipyard.client import RemoteProject
 from shipyard.errors import (
     AlreadyExistsError,
@@ -25,9 +21,7 @@ from shipyard.errors import (
 )
 from shipyard.services.packaging_bundle import MANIFEST, open_bundle
 
-from .conftest import Team
-
-Invoke = Callable[..., Result]
+from .conftest import Invoke, Team
 
 
 @pytest.fixture
@@ -96,25 +90,6 @@ def test_remote_packaging_refuses_bad_input_and_writes_nothing(
             remote.packages.package("churn@1", tmp_path / "other")
         assert not (tmp_path / "other").exists()
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
-
-
-@pytest.fixture
-def remote_cli(churn: Team, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
-    """The CLI in an empty folder, pointed at the server with the editor's token."""
-    for name in list(os.environ):
-        if name.startswith("SHIPYARD_"):
-            monkeypatch.delenv(name)
-    work = tmp_path / "laptop"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    monkeypatch.setenv("SHIPYARD_URI", churn.url)
-    monkeypatch.setenv("SHIPYARD_TOKEN", churn.tokens["editor"])
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(app, list(args), catch_exceptions=False)
-
-    return invoke
 
 
 def test_the_package_command_works_through_the_server(remote_cli: Invoke, churn: Team) -> None:
