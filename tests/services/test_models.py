@@ -135,6 +135,24 @@ def test_a_corrupt_model_blob_is_refused_at_load_and_found_by_fsck(
     assert not project.maintenance.fsck().ok
 
 
+def test_a_cached_model_file_altered_or_lost_is_fetched_again(
+    project: Shipyard, cancer: tuple[pd.DataFrame, pd.Series]
+) -> None:
+    X, y = cancer
+    project.models.log_model(Ridge().fit(X, y), "cached", onnx=False)
+    version = project.registry.resolve("cached@1")
+    folder = project.models.path(version)
+    skops = folder / "model.skops"
+    good = skops.read_bytes()
+    skops.chmod(0o644)
+    skops.write_bytes(b"not the model")
+    expected = project.models.load("cached@1").predict(X[:3])
+    assert skops.read_bytes() == good
+    skops.unlink()
+    assert project.models.path(version) == folder and skops.read_bytes() == good
+    assert list(project.models.load("cached@1").predict(X[:3])) == list(expected)
+
+
 def _as(project: Shipyard, user: str) -> Shipyard:
     return build(project.settings.model_copy(update={"user": user}))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from shipyard.services.flavors.onnx import OnnxRuntimeModel
 from shipyard.services.objects import LocalFile, ObjectService, StoredFile, check_relative_path
 from shipyard.services.registry import RegistryService
 from shipyard.services.transfers import require_stored
-from shipyard.stores.artifacts.content import ContentStore
+from shipyard.stores.artifacts.content import ContentStore, hash_file
 from shipyard.stores.metadata import SqlMetadataStore
 
 __all__ = ["ONNX_TOLERANCE", "ModelService", "PreparedModel"]
@@ -287,9 +288,31 @@ class ModelService:
     # -- loading ------------------------------------------------------------------------------
 
     def path(self, version: ModelVersion) -> Path:
-        """A local folder with the version's files, verified against their digests; cached."""
+        """A local folder with the version's files, verified against their digests; cached.
+
+        The cached copy is checked again on every call (model files hash in milliseconds
+        beside a load): one altered or lost since it was made is built again from the
+        store, never loaded or packaged.
+
+        Raises:
+            CorruptBlobError: when the stored content itself no longer matches.
+        """
         target = self._cache / version.name / str(version.version) / version.manifest_digest[7:19]
+        folder = self._objects.materialise(version.manifest_digest, target, self._scratch)
+        if self._intact(folder, version):
+            return folder
+        shutil.rmtree(target, ignore_errors=True)
         return self._objects.materialise(version.manifest_digest, target, self._scratch)
+
+    def _intact(self, folder: Path, version: ModelVersion) -> bool:
+        for stored in self._objects.read_manifest(version.manifest_digest):
+            path = folder.joinpath(*stored.name.split("/"))
+            try:
+                if hash_file(path) != (stored.digest, stored.size):
+                    return False
+            except OSError:  # gone, or a folder where a file was
+                return False
+        return True
 
     def files(self, version: ModelVersion) -> list[dict[str, Any]]:
         """The version's files: path, size, digest."""

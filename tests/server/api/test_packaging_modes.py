@@ -15,7 +15,6 @@ from sklearn.ensemble import RandomForestClassifier
 from shipyard.client import RemoteProject
 from shipyard.errors import (
     AlreadyExistsError,
-    CorruptBlobError,
     InvalidReferenceError,
     NotFoundError,
 )
@@ -80,15 +79,17 @@ def test_remote_packaging_refuses_bad_input_and_writes_nothing(
         with pytest.raises(AlreadyExistsError, match="--force"):
             remote.packages.package("churn@1", out)
         assert [p.name for p in out.iterdir()] == ["keep.txt"]
-        # A downloaded file that does not match its digest never reaches a bundle.
+        # A downloaded file altered in the cache never reaches a bundle: the cached copy
+        # is checked and downloaded again.
         version = remote.registry.resolve("churn@1")
         folder = remote.models.path(version)
         onnx = folder / "model.onnx"
+        good = onnx.read_bytes()
         onnx.chmod(0o644)
         onnx.write_bytes(b"tampered")
-        with pytest.raises(CorruptBlobError):
-            remote.packages.package("churn@1", tmp_path / "other")
-        assert not (tmp_path / "other").exists()
+        made = remote.packages.package("churn@1", tmp_path / "other")
+        assert (made.folder / "model" / "model.onnx").read_bytes() == good
+        assert onnx.read_bytes() == good  # the cache itself was mended
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
 
 
