@@ -25,7 +25,7 @@ def test_open_migrates_an_empty_store_to_the_newest_revision(metadata_uri: str) 
     assert status.current == status.head
     with store.read() as conn:
         rows = conn.execute(select(schema_history.c.revision)).scalars().all()
-    assert rows == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"]
+    assert rows == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009"]
     store.close()
 
 
@@ -33,8 +33,28 @@ def test_status_without_migrating_lists_every_pending_revision(metadata_uri: str
     store = SqlMetadataStore(metadata_uri, migrate=False)
     status = store.status()
     assert status.current is None
-    assert status.pending == ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008")
-    assert store.migrate() == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"]
+    assert status.pending == (
+        "0001",
+        "0002",
+        "0003",
+        "0004",
+        "0005",
+        "0006",
+        "0007",
+        "0008",
+        "0009",
+    )
+    assert store.migrate() == [
+        "0001",
+        "0002",
+        "0003",
+        "0004",
+        "0005",
+        "0006",
+        "0007",
+        "0008",
+        "0009",
+    ]
     assert store.migrate() == []
     store.close()
 
@@ -74,9 +94,9 @@ def test_eight_processes_opening_an_empty_store_migrate_it_exactly_once(
     with store.read() as conn:
         history = conn.execute(select(schema_history.c.revision)).scalars().all()
     store.close()
-    assert revisions == ["0008"] * 8
+    assert revisions == ["0009"] * 8
     once = "each revision is applied and recorded exactly once"
-    assert history == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"], once
+    assert history == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009"], once
 
 
 def test_a_failed_write_transaction_leaves_nothing(metadata_uri: str) -> None:

@@ -241,6 +241,7 @@ runs = Table(
     Column("resources", Text, nullable=True),
     Index(None, "experiment_id", "start_time"),
     Index(None, "parent_id"),
+    Index(None, "status"),  # searches and reads reap the running runs first
 )
 
 run_params = Table(
