@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from shipyard.client.http import ApiClient
 from shipyard.domain.deployments import Deployment
+from shipyard.domain.ids import host_label
 from shipyard.domain.records import from_record
 
 __all__ = ["RemoteDeploymentService"]
@@ -40,7 +41,7 @@ class RemoteDeploymentService:
             "alias": alias,
             "url": url,
             "runtime": runtime,
-            "host": "".join(c for c in socket.gethostname() if c.isalnum() or c in "-_.")[:255],
+            "host": host_label(socket.gethostname()),
             "pid": os.getpid(),
         }
         return from_record(Deployment, self._client.call("POST", "/deployments", body=body))

@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 from shipyard.client.blobs import RemoteBlobs
 from shipyard.client.http import ApiClient
+from shipyard.domain.ids import host_label
 from shipyard.domain.pipelines import PipelineRun, TaskRun
 from shipyard.domain.records import from_record
 from shipyard.errors import InvalidArgumentError
@@ -44,7 +45,7 @@ class RemoteRunBook:
         """Record the run on the server (as the token's user); its id."""
         body = dict(fields)
         body["params"] = json.loads(body["params"])
-        body["host"] = "".join(c for c in str(body["host"]) if c.isalnum() or c in "-_.")[:255]
+        body["host"] = host_label(str(body["host"]))
         found: dict[str, Any] = self._client.call("POST", "/pipelines/runs", body=body)
         return str(found["id"])
 

@@ -30,6 +30,7 @@ from shipyard.client.pipelines import RemotePipelineService
 from shipyard.client.predictions import RemotePredictionService
 from shipyard.client.schedules import RemoteScheduleService
 from shipyard.client.users import RemoteTokenService, RemoteUserService
+from shipyard.domain.ids import host_label
 from shipyard.domain.metrics import MetricHistory
 from shipyard.domain.numbers import float_from_json, json_float
 from shipyard.domain.records import from_record
@@ -251,8 +252,7 @@ class RemoteProject:
 
 
 def _hostname() -> str:
-    name = socket.gethostname()
-    return "".join(c for c in name if c.isalnum() or c in "-_.")[:255]
+    return host_label(socket.gethostname())
 
 
 def _moment(text: str | None) -> datetime | None:

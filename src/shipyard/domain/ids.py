@@ -7,7 +7,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
-__all__ = ["as_utc", "new_id", "utcnow"]
+__all__ = ["as_utc", "host_label", "new_id", "utcnow"]
 
 _lock = threading.Lock()
 _last = [0, 0]  # last millisecond, last counter: keeps ids from one process increasing
@@ -41,3 +41,11 @@ def as_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
+
+
+def host_label(name: str, limit: int = 255) -> str:
+    """A host name as records and servers take it: ASCII letters, digits and ``-_.`` only.
+
+    Whatever a machine calls itself, the label matches the API's host pattern.
+    """
+    return "".join(c for c in name if c.isascii() and (c.isalnum() or c in "-_."))[:limit] or "host"

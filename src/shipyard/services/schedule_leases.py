@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Row, or_, select
 
-from shipyard.domain.ids import as_utc, new_id
+from shipyard.domain.ids import as_utc, host_label, new_id
 from shipyard.domain.schedules import MissedPolicy, Schedule, Trigger, plan_due
 from shipyard.errors import ShipyardError
 from shipyard.stores.metadata import SqlMetadataStore
@@ -258,7 +258,7 @@ class ScheduleLeases:
 
 def _host() -> str:
     # Letters, digits and - _ . only: the owner travels to a server in remote mode.
-    return "".join(c for c in socket.gethostname() if c.isalnum() or c in "-_.")[:64] or "host"
+    return host_label(socket.gethostname(), 64)
 
 
 def _trigger(row: Any) -> Trigger:
