@@ -7,7 +7,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 # torch must come from the CPU wheel on this disk, before anything that depends on it.
 TORCH := torch==2.13.0
 
-.PHONY: demo test lint format bench bench-% clean chromium
+.PHONY: demo test lint format bench bench-% clean chromium wrk
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -49,10 +49,14 @@ format: $(VENV)/.installed-dev
 	.venv-bench/bin/python -m pip -q install -e . -r bench/requirements.txt
 	touch $@
 
-bench: .venv-bench/.installed
+# bench/serving drives the servers with wrk (Debian's package).
+wrk:
+	@command -v wrk >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
+
+bench: .venv-bench/.installed wrk
 	.venv-bench/bin/python bench/run.py
 
-bench-%: .venv-bench/.installed
+bench-%: .venv-bench/.installed wrk
 	.venv-bench/bin/python bench/run.py $*
 
 clean:

@@ -16,9 +16,11 @@ c) create 2,000 runs of 10 params + 10 metrics (timed once, for information), se
    them into a pandas DataFrame; create 8,000 more, then a filtered, ordered search
    (``metrics.m0 > 0.5 and params.p1 = '3'``, ``metrics.m2 desc``, 100 results). Searches
    are repeated on the same stores (they only read) and checked against the expected runs.
-d) register 100 versions of a tiny model: shipyard ``sy.models.log_model`` (stores the model
-   and registers the next version in one call) against MLflow ``mlflow.register_model`` of a
-   model logged beforehand, and against ``mlflow.pyfunc.log_model(registered_model_name=)``.
+d) register 100 versions of a tiny model, two ways. Register a logged model: shipyard
+   ``sy.models.register_stored`` of the stored files of a model logged beforehand against
+   MLflow ``mlflow.register_model`` of a model logged beforehand. Log and register:
+   shipyard ``sy.models.log_model`` (stores the model and registers the next version in one
+   call) against ``mlflow.pyfunc.log_model(registered_model_name=)``, each in a run.
    A shipyard without ``sy.models`` shows "not yet available".
 
 Usage: ``bench/run.py tracking [--reps N] [--mlflow-log-reps N] [--commit-reps N]
@@ -70,12 +72,14 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--commit-reps", type=int, default=2, help="repetitions of shipyard's commit-every-call a)"
     )
-    parser.add_argument("--register-reps", type=int, default=3, help="repetitions of d)")
+    parser.add_argument(
+        "--register-reps", type=int, default=3, help="repetitions of d) register a logged model"
+    )
     parser.add_argument(
         "--log-model-reps",
         type=int,
-        default=2,
-        help="repetitions of MLflow's log_model + register x 100 (about 6 s each)",
+        default=3,
+        help="repetitions of d) log + register (MLflow: about 7 s each)",
     )
     parser.add_argument("--calls", type=int, default=10_000, help="log_metric calls in a), b)")
     parser.add_argument("--runs", type=int, default=2_000, help="runs for the first search")
@@ -225,9 +229,13 @@ def register_workloads(
             for side in alternate(rep, sides):
                 if side is ours:
                     if rep < args.register_reps:
-                        got = timed(results, "d", OURS, log, partial(ours.register, f"d{rep}", n))
+                        call = partial(ours.register_stored, f"d{rep}", n)
+                        got = timed(results, "d", OURS, log, call)
                         if got is None:
                             log("   shipyard has no model registry yet: not yet available")
+                    if rep < args.log_model_reps:
+                        call = partial(ours.register, f"dl{rep}", n)
+                        timed(results, "d-log", OURS, log, call)
                     continue
                 if rep < args.register_reps:
                     timed(results, "d", PEER, log, partial(peer.register, f"d{rep}", n))  # type: ignore[union-attr]
@@ -252,6 +260,7 @@ def warm_up(ours: ShipyardSide, normal: ShipyardSide, peer: MlflowSide | None) -
         peer.register("warm", 2)
         peer.log_and_register("warm", 2)
     ours.register("warm", 2)
+    ours.register_stored("warm", 2)
 
 
 def rows(args: argparse.Namespace, peer_version: str) -> list[Row]:
@@ -300,19 +309,18 @@ def rows(args: argparse.Namespace, peer_version: str) -> list[Row]:
         ),
         Row(
             "d",
-            f"d) register {args.versions} versions of a tiny model (shipyard: models.log_model, "
-            "which also stores it; MLflow: register_model of one logged model)",
-            0,
+            f"d) register {args.versions} versions of a logged tiny model (shipyard: "
+            "models.register_stored of its stored files; MLflow: register_model)",
+            10,
             per=args.versions,
             ours_missing="not yet available",
         ),
         Row(
             "d-log",
-            f"   log + register {args.versions} versions (MLflow: pyfunc.log_model with "
-            "registered_model_name)",
-            0,
+            f"d) log + register {args.versions} versions (shipyard: models.log_model; MLflow: "
+            "pyfunc.log_model with registered_model_name)",
+            10,
             per=args.versions,
-            ours_key="d",
             ours_missing="not yet available",
         ),
     ]
@@ -336,6 +344,7 @@ def profile_shipyard(args: argparse.Namespace, ours: ShipyardSide, console: Cons
         ("c-search-all", partial(ours.search_all, args.runs)),
         ("", partial(ours.create_runs, more)),  # not profiled
         ("c-search-filtered", partial(ours.search_filtered, data.expected_top(100))),
+        ("d-register-stored", partial(ours.register_stored, "pr", args.versions)),
         ("d-log-model", partial(ours.register, "pd", args.versions)),
     ]
     for name, call in cases:
@@ -406,7 +415,7 @@ def main(argv: Sequence[str]) -> int:
         f"MLflow {peer_version} (SQLite store); Python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs; "
         f"median of {args.reps} (MLflow a): {args.mlflow_log_reps}; shipyard commit-every-call: "
-        f"{args.commit_reps}; d): {args.register_reps}, MLflow log+register: "
+        f"{args.commit_reps}; d) register: {args.register_reps}, log + register: "
         f"{args.log_model_reps}) repetitions, sides alternating; load average before: {load()}"
     )
     log(context)
@@ -439,10 +448,11 @@ def main(argv: Sequence[str]) -> int:
     if "d" in args.only:
         results.note(
             "d) the tiny model returns its input (a pickled PythonModel on both sides; no ONNX "
-            "export, no requirements inference: requirements=[] / pip_requirements=[]). shipyard "
-            "has one call that stores the model and registers the next version "
-            "(sy.models.log_model); MLflow registers a logged model (register_model: the model is "
-            "logged once beforehand, untimed), or logs and registers in one call (each in a run)."
+            "export, no requirements inference: requirements=[] / pip_requirements=[]). Register: "
+            "the model is logged once beforehand, untimed, on both sides; shipyard registers its "
+            "stored files (models.register_stored), MLflow its logged model (register_model). "
+            "Log + register: shipyard models.log_model stores the model and registers the next "
+            "version in one call; MLflow pyfunc.log_model(registered_model_name=), each in a run."
         )
     console.print()
     render_samples(console, results)

@@ -222,6 +222,41 @@ class ShipyardSide:
         self.close()
         return seconds
 
+    def register_stored(self, label: str, n: int) -> float | None:
+        """n versions registered from the stored files of one model logged beforehand.
+
+        The counterpart of MLflow's ``register_model`` of a logged model: the model's files
+        are content in the store already; each call records the next version of another
+        name (``sy.models.register_stored``). None when this shipyard has no such call.
+        """
+        sy = self.fresh(label)
+        models = getattr(sy, "models", None)
+        if models is None or not hasattr(models, "register_stored"):
+            self.close()
+            return None
+        from shipyard.services.hashing import StoredFile
+
+        from .tiny import TinyModel
+
+        logged = models.log_model(TinyModel(), "tiny-logged", requirements=[], onnx=False)
+        files = [StoredFile(f["path"], f["size"], f["digest"]) for f in models.files(logged)]
+        register = models.register_stored
+        onnx = {"status": "unavailable", "reason": "not attempted"}
+        start = self._go()
+        for _ in range(n):
+            version = register(
+                "tiny",
+                files,
+                flavor=logged.flavor,
+                signature=logged.signature,
+                requirements=[],
+                onnx=onnx,
+            )
+        seconds = self._done() - start
+        _expect("shipyard last version", version.version, n)
+        self.close()
+        return seconds
+
 
 class MlflowSide:
     """MLflow's fluent API and MlflowClient against a fresh SQLite store per repetition."""

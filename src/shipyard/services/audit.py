@@ -16,6 +16,10 @@ from shipyard.stores.metadata.schema import audit_log
 
 __all__ = ["AuditService", "ChainCheck"]
 
+# Built once: every audited write runs both (building a statement costs more than running it).
+_LAST_ENTRY = select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
+_INSERT_ENTRY = audit_log.insert()
+
 
 @dataclass(frozen=True, slots=True)
 class ChainCheck:
@@ -53,9 +57,7 @@ class AuditService:
         The entry commits or rolls back with the change it describes.
         """
         self._metadata.lock(conn, "audit_log")
-        last = conn.execute(
-            select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
-        ).first()
+        last = conn.execute(_LAST_ENTRY).first()
         seq, prev_hash = (last.seq + 1, last.hash) if last else (1, GENESIS)
         at = utcnow()
         before_text = None if before is None else canonical_json(before)
@@ -72,18 +74,19 @@ class AuditService:
             prev_hash=prev_hash,
         )
         conn.execute(
-            audit_log.insert().values(
-                seq=seq,
-                at=at,
-                actor=actor,
-                action=action,
-                entity_kind=entity_kind,
-                entity_id=entity_id,
-                before=before_text,
-                after=after_text,
-                prev_hash=prev_hash,
-                hash=digest,
-            )
+            _INSERT_ENTRY,
+            {
+                "seq": seq,
+                "at": at,
+                "actor": actor,
+                "action": action,
+                "entity_kind": entity_kind,
+                "entity_id": entity_id,
+                "before": before_text,
+                "after": after_text,
+                "prev_hash": prev_hash,
+                "hash": digest,
+            },
         )
         return AuditEntry(
             seq, at, actor, action, entity_kind, entity_id, before, after, prev_hash, digest
