@@ -15,7 +15,8 @@ Each child is pinned to one core (the same one for both tools).
 
 Both must detect exactly the shifted columns. Then (``--window-rows``) shipyard compares a
 Parquet reference with Parquet windows of N and 10 N rows x 5 columns, streamed by DuckDB:
-its peak RSS must stay flat.
+its peak RSS must stay flat; and ``sy.monitoring.run`` over prediction logs holding the same
+windows (``project.py``): the whole path must stay flat too.
 
 Usage: ``bench/run.py monitoring [--rows 100000,1000000] [--reps N] [--peer-reps N]
 [--window-rows N] [--no-peer] [--keep]``.
@@ -153,8 +154,10 @@ def main(argv: Sequence[str]) -> int:
                     f"({worst}: shipyard {ours[worst]:.6g}, Evidently {theirs[worst]:.6g})"
                 )
     window: dict[int, dict[str, Any]] = {}
+    monitored: dict[int, dict[str, Any]] = {}
     if args.window_rows:
         window = window_test(args.window_rows, log)
+        monitored = monitor_test(args.window_rows, log)
         if not args.keep:
             shutil.rmtree(WORK, ignore_errors=True)
     table = Table(title="monitoring: shipyard vs Evidently DataDriftPreset (medians)")
@@ -235,6 +238,25 @@ def main(argv: Sequence[str]) -> int:
             "(information)",
             "",
         )
+    if monitored:
+        small, large = monitored[args.window_rows], monitored[args.window_rows * 10]
+        growth = large["peak_rss"] / small["peak_rss"]
+        table.add_row(
+            f"monitor run, log of {args.window_rows:,} → {args.window_rows * 10:,} rows: peak RSS",
+            f"{show_mib(small['peak_rss'])} → {show_mib(large['peak_rss'])}",
+            "",
+            f"{growth:.2f}x",
+            "≤ 1.5x (bounded)",
+            "yes" if growth <= 1.5 else "NO",
+        )
+        table.add_row(
+            f"monitor run, log of {args.window_rows * 10:,} rows: time (rows judged)",
+            f"{show_seconds(large['seconds'])} ({large['rows']:,})",
+            "",
+            "",
+            "(information)",
+            "",
+        )
     console.print(table)
     return 0
 
@@ -255,5 +277,26 @@ def window_test(rows: int, log: Any) -> dict[int, dict[str, Any]]:
         log(
             f"  window {size:>11,} rows x 5: {got['seconds']:7.2f} s, peak RSS "
             f"{got['peak_rss'] / MIB:,.0f} MiB, detected {', '.join(got['drifted'])}"
+        )
+    return results
+
+
+def monitor_test(rows: int, log: Any) -> dict[int, dict[str, Any]]:
+    """Peak RSS of ``sy.monitoring.run`` over prediction logs of ``rows`` and ``10 * rows``."""
+    from .project import build
+
+    results: dict[int, dict[str, Any]] = {}
+    reference = next(iter(sorted((WORK / "reference").glob("*.parquet"))))
+    for size in (rows, rows * 10):
+        start = time.perf_counter()
+        project = WORK / f"project-{size}"
+        build(project, reference, WORK / f"window-{size}")
+        log(f"  project with a {size:,}-row log ready in {time.perf_counter() - start:.0f} s")
+        got = child("monitor", str(project))
+        results[size] = got
+        log(
+            f"  monitor run {size:>11,} rows x 5: {got['seconds']:7.2f} s, peak RSS "
+            f"{got['peak_rss'] / MIB:,.0f} MiB, status {got['status']}, "
+            f"detected {', '.join(got['drifted'])}"
         )
     return results

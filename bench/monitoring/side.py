@@ -7,6 +7,9 @@ seconds, the peak RSS during the run and before it, and the per-column verdicts 
 
 ``window`` mode (shipyard only) compares a Parquet reference with Parquet window files
 (``side.py window REF_DIR CURRENT_DIR``): memory must stay bounded however large the window.
+``monitor`` mode (``side.py monitor PROJECT``) runs ``sy.monitoring.run`` over a project
+whose prediction log holds such a window (``project.py``): the whole path, from the log's
+batch index to the stored report.
 """
 
 from __future__ import annotations
@@ -89,7 +92,14 @@ def main(argv: list[str]) -> int:
     side = argv[0]
     if hasattr(os, "sched_setaffinity"):  # one core for either tool: "under 10 s on one core"
         os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
-    if side == "window":
+    if side == "monitor":  # `sy.monitoring.run` over a project's prediction log
+        from project import monitor
+
+        baseline = _reset_peak()
+        start = time.perf_counter()
+        out = monitor(Path(argv[1]))
+        out["seconds"] = time.perf_counter() - start
+    elif side == "window":
         from shipyard.services.drift_sketch import sketch_table
 
         reference = sketch_table(Path(argv[1]))

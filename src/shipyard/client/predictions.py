@@ -14,6 +14,8 @@ from urllib.parse import quote
 
 from shipyard.client.http import ApiClient
 from shipyard.domain.references import validate_name
+from shipyard.errors import NotSupportedError
+from shipyard.services.prediction_window import LogWindow
 from shipyard.services.predictions import PredictionLog, PredictionService
 
 __all__ = ["RemoteBatches", "RemotePredictionService"]
@@ -90,6 +92,21 @@ class RemotePredictionService(PredictionService):
         with self._client.stream("GET", f"/predictions/{name}", params=params) as answer:
             data = answer.read()
         return pa.ipc.open_stream(data).read_all()
+
+    def window(
+        self,
+        name: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        deployment_id: str | None = None,
+    ) -> LogWindow:
+        """Not here: a window is queried where the log is (``read`` brings the rows over)."""
+        raise NotSupportedError(
+            "a remote project",
+            "querying a prediction-log window in place (the server does, for `shipyard "
+            "monitor run`); use read() to fetch the rows",
+        )
 
     def feedback(
         self, name: str, labels: Mapping[str, Any], *, deployment_id: str | None = None

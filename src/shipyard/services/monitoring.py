@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -34,7 +35,7 @@ from shipyard.domain.monitoring import (
 from shipyard.domain.predictions import BASE_COLUMNS, LABEL, PREDICTION
 from shipyard.domain.references import validate_name
 from shipyard.errors import InvalidArgumentError, NotFoundError
-from shipyard.services.monitoring_metrics import operations, prometheus_lines, window_metrics
+from shipyard.services.monitoring_metrics import prometheus_lines, window_metrics
 from shipyard.settings import Settings
 from shipyard.stores.artifacts.content import ContentStore
 from shipyard.stores.metadata import SqlMetadataStore
@@ -126,51 +127,87 @@ class MonitoringService:
         else:
             current_label = "predictions"
             seconds = span.total_seconds()
-        table = self._current(version, current, start, end)
-        window_table = _for_drift(table, features, target)
         options = DriftOptions(
             columns=tuple(features) if features else None,
             label=target or LABEL,
         )
         baseline = self._baseline(version)
-        report = DriftService(self._project.datasets, self._cache).compare(
-            ref, window_table, options, baseline=baseline
-        )
-        report = _without_log_columns(report, features, target)
-        metrics = window_metrics(report) | operations(table, seconds)
-        alerts = evaluate(rules, metrics)
-        status: MonitorStatus = "no_data" if report.current_rows == 0 else "ok"
-        if alerts and status == "ok":
-            status = "alert"
-        run = MonitorRun(
-            id=new_id(),
-            name=version.name,
-            version=version.version,
-            deployment_id=_deployment(table),
-            reference=report.reference,
-            current=current_label,
-            window_start=start,
-            window_end=end,
-            rows=report.current_rows,
-            status=status,
-            metrics=metrics,
-            alerts=alerts,
-            report_digest=None,
-            html_digest=None,
-            created_at=utcnow(),
-            created_by=self._user,
-        )
-        run = self._store(run, report)
-        if alerts:
-            from shipyard.services.monitoring_loop import notify, retrain_loop
+        drift = DriftService(self._project.datasets, self._cache)
+        self._cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="monitor-", dir=self._cache) as tmp:
+            file = Path(tmp) / "window.parquet"
+            data: Any = current_label  # a dataset version: its files, streamed
+            ops: dict[str, float] = {}
+            deployment = None
+            if current is None:  # the log's window, streamed by DuckDB into one Parquet file
+                ops, deployment = self._export_window(version, target, file, (start, end, seconds))
+                data = [file]
+            report = drift.compare(ref, data, options, baseline=baseline)
+            report = _without_log_columns(report, features, target)
+            metrics = window_metrics(report) | ops
+            alerts = evaluate(rules, metrics)
+            status: MonitorStatus = "no_data" if report.current_rows == 0 else "ok"
+            if alerts and status == "ok":
+                status = "alert"
+            run = self._store(
+                MonitorRun(
+                    id=new_id(),
+                    name=version.name,
+                    version=version.version,
+                    deployment_id=deployment,
+                    reference=report.reference,
+                    current=current_label,
+                    window_start=start,
+                    window_end=end,
+                    rows=report.current_rows,
+                    status=status,
+                    metrics=metrics,
+                    alerts=alerts,
+                    report_digest=None,
+                    html_digest=None,
+                    created_at=utcnow(),
+                    created_by=self._user,
+                ),
+                report,
+            )
+            if alerts:
+                from shipyard.services.monitoring_loop import notify, retrain_loop
 
-            notify(self._settings, run)
-            if retrain and status == "alert" and self._settings.retrain_pipeline:
-                outcome = retrain_loop(
-                    self._project, self._settings, run, window_table, target or LABEL
-                )
-                run = dataclasses.replace(run, retrain=outcome)
+                notify(self._settings, run)
+                if retrain and status == "alert" and self._settings.retrain_pipeline:
+                    rows = file if current is None else self.window(run.id)[0]
+                    outcome = retrain_loop(
+                        self._project, self._settings, run, rows, target or LABEL
+                    )
+                    run = dataclasses.replace(run, retrain=outcome)
         return run
+
+    def _export_window(
+        self,
+        version: ModelVersion,
+        target: str | None,
+        dest: Path,
+        window: tuple[datetime | None, datetime | None, float | None],
+    ) -> tuple[dict[str, float], str | None]:
+        """Write the version's logged rows of the window to ``dest`` as drift reads them.
+
+        Args:
+            version: the model version whose rows are kept.
+            target: the training label's name (the log's labels are renamed to it).
+            dest: the Parquet file to write.
+            window: its start, end and length in seconds.
+
+        Returns:
+            The operations metrics and the deployment of the newest row.
+        """
+        start, end, seconds = window
+        features = [c.name for c in version.signature.inputs] if version.signature else None
+        with self._project.predictions.window(version.name, since=start, until=end) as log:
+            columns = _drift_columns(log.columns(), features, target)
+            log.export(dest, columns, version=version.version)
+            ops = log.operations(version=version.version, seconds=seconds)
+            deployment = log.deployment(version=version.version)
+        return ops, deployment
 
     def training_dataset(self, version: ModelVersion) -> str:
         """The dataset version a model version was trained on, through lineage.
@@ -235,19 +272,6 @@ class MonitoringService:
                 lineage.link(conn, dep, "monitored_by", node, actor=self._user)
         return run
 
-    def _current(
-        self,
-        version: ModelVersion,
-        dataset: str | None,
-        start: datetime | None,
-        end: datetime | None,
-    ) -> Any:
-        """The rows judged: a dataset version, or the version's prediction log in a window."""
-        if dataset is not None:
-            return self._project.datasets.get(dataset).to_arrow()
-        table = self._project.predictions.read(version.name, since=start, until=end)
-        return _only_version(table, version.version)
-
     def window(self, run_id: str) -> tuple[Any, str]:
         """The rows a stored run judged, as the retraining loop trains on them, and the label.
 
@@ -262,9 +286,19 @@ class MonitoringService:
         version = self._project.registry.resolve(f"{run.name}@{run.version}")
         features = [c.name for c in version.signature.inputs] if version.signature else None
         target = self._target(run.reference, features)
-        dataset = None if run.current == "predictions" else run.current
-        table = self._current(version, dataset, run.window_start, run.window_end)
-        return _for_drift(table, features, target), target or LABEL
+        if run.current != "predictions":
+            table = self._project.datasets.get(run.current).to_arrow()
+            columns = _drift_columns(table.column_names, features, target)
+            table = table.select(list(columns)).rename_columns(list(columns.values()))
+            return table, target or LABEL
+        import pyarrow.parquet as pq
+
+        self._cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="window-", dir=self._cache) as tmp:
+            file = Path(tmp) / "window.parquet"
+            span = (run.window_start, run.window_end, None)
+            self._export_window(version, target, file, span)
+            return pq.read_table(file), target or LABEL
 
     def link_dataset(self, run: MonitorRun, dataset: str) -> None:
         """Record that the retraining loop made ``dataset`` from this run's window."""
@@ -357,17 +391,14 @@ class MonitoringService:
 # -- helpers of one module ---------------------------------------------------------------------
 
 
-def _only_version(table: Any, version: int) -> Any:
-    import pyarrow.compute as pc
+def _drift_columns(
+    names: Sequence[str], features: Sequence[str] | None, target: str | None
+) -> dict[str, str]:
+    """The window's columns drift reads, each to its name there (the label named as in training).
 
-    if "version" not in table.column_names or table.num_rows == 0:
-        return table
-    return table.filter(pc.equal(table["version"], version))
-
-
-def _for_drift(table: Any, features: Sequence[str] | None, target: str | None) -> Any:
-    """The window's feature, prediction and label columns (the label named as in training)."""
-    names = table.column_names
+    The model's inputs (every non-log column when unknown), the log's own prediction columns
+    and the label.
+    """
     keep = [
         n
         for n in names
@@ -375,11 +406,10 @@ def _for_drift(table: Any, features: Sequence[str] | None, target: str | None) -
         or (features is not None and n in features)
         or n.startswith(_LOG_OWN)
     ]
-    label = [LABEL] if LABEL in names else []
-    out = table.select([*keep, *label])
-    if target and label and target not in keep:
-        out = out.rename_columns([*keep, target])
-    return out
+    columns = {n: n for n in keep}
+    if LABEL in names:
+        columns[LABEL] = target if target and target not in keep else LABEL
+    return columns
 
 
 def _without_log_columns(
@@ -393,8 +423,8 @@ def _without_log_columns(
     kept = {*(features or ()), *([target] if target else [])}
 
     def extra(name: str, change: str) -> bool:
-        if change == "new":
-            return name.startswith(_LOG_OWN)
+        if change == "new":  # the log's own columns, or a dataset window's other columns
+            return name.startswith(_LOG_OWN) or (features is not None and name not in kept)
         return change == "missing" and features is not None and name not in kept
 
     dropped = {c.name for c in report.quality.schema if extra(c.name, c.change)}
@@ -411,13 +441,6 @@ def _without_log_columns(
         ),
     )
     return dataclasses.replace(report, quality=quality)
-
-
-def _deployment(table: Any) -> str | None:
-    if "deployment_id" not in table.column_names or table.num_rows == 0:
-        return None
-    value = table["deployment_id"][-1].as_py()
-    return None if value is None else str(value)
 
 
 def _row(run: MonitorRun) -> dict[str, Any]:

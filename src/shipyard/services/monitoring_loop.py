@@ -9,6 +9,8 @@ for it. The request waits for an approver: nothing reaches production unseen.
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from shipyard.domain.monitoring import MonitorRun
@@ -82,7 +84,8 @@ def retrain_loop(
         project: the project's services.
         settings: ``[monitoring]`` names the pipeline, parameter, dataset and target.
         run: the stored monitor run that alerted.
-        window: the window's feature, prediction and label columns.
+        window: the window's feature, prediction and label columns: a table, or a Parquet
+            file (streamed, for windows of any size).
         label: the training data's label column name (the window's labels are renamed to it).
 
     Returns:
@@ -92,13 +95,14 @@ def retrain_loop(
     outcome: dict[str, Any] = {}
     try:
         name = settings.retrain_dataset or f"{run.name}-monitored"
-        drop = [c for c in window.column_names if c == "prediction" or c.startswith("probability_")]
-        data = window.drop_columns(drop)
-        added = project.datasets.add(
-            name,
-            data,
-            description=f"Window of {run.model_ref} that raised alerts in monitor run {run.id}.",
-        )
+        description = f"Window of {run.model_ref} that raised alerts in monitor run {run.id}."
+        if isinstance(window, Path):  # a Parquet file of any size: trimmed by DuckDB, streamed
+            with tempfile.TemporaryDirectory(prefix="retrain-", dir=window.parent) as tmp:
+                data = _without_predictions(window, Path(tmp) / f"{name}.parquet")
+                added = project.datasets.add(name, data, description=description)
+        else:
+            drop = [c for c in window.column_names if _is_prediction(c)]
+            added = project.datasets.add(name, window.drop_columns(drop), description=description)
         dataset = added.version.ref
         outcome["dataset"] = dataset
         project.monitoring.link_dataset(run, dataset)
@@ -131,3 +135,26 @@ def retrain_loop(
         log.warning("the retraining loop of monitor run %s stopped: %s", run.id, exc)
         outcome["error"] = str(exc)
     return outcome
+
+
+def _is_prediction(column: str) -> bool:
+    return column == "prediction" or column.startswith("probability_")
+
+
+def _without_predictions(window: Path, dest: Path) -> Path:
+    """Copy a window file without the model's outputs: what a training set holds."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    names = [n for n in pq.read_schema(window).names if not _is_prediction(n)]
+    listed = ", ".join('"' + n.replace('"', '""') + '"' for n in names)
+    source, target = (str(p).replace("'", "''") for p in (window, dest))
+    con = duckdb.connect(config={"memory_limit": "1GB", "preserve_insertion_order": False})
+    try:
+        con.execute(
+            f"COPY (SELECT {listed} FROM read_parquet('{source}')) TO '{target}' "
+            "(FORMAT parquet, COMPRESSION zstd)"
+        )
+    finally:
+        con.close()
+    return dest

@@ -21,10 +21,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from shipyard.domain.deployments import Deployment
 from shipyard.domain.ids import as_utc, new_id, utcnow
-from shipyard.domain.predictions import BASE_COLUMNS, LABEL
+from shipyard.domain.predictions import LABEL
 from shipyard.domain.references import validate_name
-from shipyard.errors import BackendError, InvalidArgumentError, NotFoundError, SourceError
+from shipyard.errors import InvalidArgumentError, NotFoundError, SourceError
 from shipyard.services.prediction_log import PredictionLog, StoredBatches, batch_types
+from shipyard.services.prediction_window import LogWindow
 from shipyard.stores.artifacts.content import ContentStore, hash_file
 from shipyard.stores.metadata import SqlMetadataStore
 from shipyard.stores.metadata.schema import (
@@ -142,12 +143,33 @@ class PredictionService:
             NotFoundError: if no model and no logged prediction has this name.
             CorruptBlobError: naming the digest of a batch file that no longer matches it.
         """
+        with self.window(name, since=since, until=until, deployment_id=deployment_id) as rows:
+            return rows.to_arrow()
+
+    def window(
+        self,
+        name: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        deployment_id: str | None = None,
+    ) -> LogWindow:
+        """A model's logged rows in a window, labels joined, to query without loading them.
+
+        Use it as a context manager: ``with sy.predictions.window("churn", since=t) as w:``
+        then ``w.export(path, columns)``, ``w.operations(...)`` or ``w.to_arrow()``.
+
+        Raises:
+            InvalidArgumentError: for a bad name or ``since`` later than ``until``.
+            NotFoundError: if no model and no logged prediction has this name.
+            CorruptBlobError: naming the digest of a batch file that no longer matches it.
+        """
         since, until = _window(since, until)
         digests = self._batch_digests(name, since, until, deployment_id)
         files = [self._local(digest) for digest in digests]
         with self._metadata.read() as conn:
             labels = _labels_table(conn, name, since)
-        return _query(files, labels, since, until)
+        return LogWindow(files, labels, since, until, self._cache / "spill")
 
     def sql(
         self,
@@ -411,46 +433,3 @@ def _labels_table(conn: Connection, name: str, since: datetime | None) -> Any:
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed kinds of labels: keep them as text
         column = pa.array(texts, pa.string())
     return pa.table({"request_id": ids, LABEL: column})
-
-
-def _query(files: list[Path], labels: Any, since: datetime | None, until: datetime | None) -> Any:
-    import duckdb
-    import pyarrow as pa
-
-    if not files:
-        empty = {
-            "request_id": pa.string(),
-            "row": pa.int32(),
-            "at": pa.timestamp("us", tz="UTC"),
-            "deployment_id": pa.string(),
-            "version": pa.int32(),
-            "latency_ms": pa.float64(),
-            "prediction": pa.null(),
-            LABEL: labels.schema.field(LABEL).type,
-        }
-        assert tuple(empty)[: len(BASE_COLUMNS)] == BASE_COLUMNS
-        return pa.schema(empty).empty_table()
-    where, params = [], [[str(f) for f in files]]
-    if since is not None:
-        where.append("p.at >= ?")
-        params.append(since)  # type: ignore[arg-type]
-    if until is not None:
-        where.append("p.at < ?")
-        params.append(until)  # type: ignore[arg-type]
-    con = duckdb.connect()
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        con.register("labels", labels)
-        sql = (
-            "SELECT p.*, l.label FROM read_parquet(?, union_by_name = true) AS p "
-            "LEFT JOIN labels AS l ON l.request_id = p.request_id"
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY p.at, p.request_id, p.row"
-        )
-        try:
-            return con.sql(sql, params=params).to_arrow_table()
-        except duckdb.Error as exc:  # a cached copy changed under us, or a DuckDB limit
-            message = " ".join(str(exc).split())
-            raise BackendError(f"cannot read the prediction log: {message}") from None
-    finally:
-        con.close()
