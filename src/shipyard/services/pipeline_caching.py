@@ -5,6 +5,13 @@ constants when there is no source; plus default and closure values that pickle),
 content of its plain inputs, and for each upstream input either the upstream result's
 digest (a cached upstream task, whose result is always stored) or the upstream call's own
 cache key. The same code on the same inputs gives the same key in every run.
+
+A dataset version passed to a task (a ``DatasetHandle`` from ``datasets.get`` or a
+``DatasetVersion``) counts by its content digest, not by its reference: a new version of
+``wine`` makes a handle got with ``"wine@latest"`` key differently. A string is hashed as
+text, even one that reads like ``wine@latest``: the engine cannot tell a reference from
+any other string, so such a task is keyed by the text and must pin a version (``wine@3``)
+or be given a handle to follow the data.
 """
 
 from __future__ import annotations
@@ -17,10 +24,23 @@ from typing import Any, Protocol
 
 from blake3 import blake3
 
+from shipyard.domain.datasets import DatasetVersion
 from shipyard.errors import TaskResultError
+from shipyard.services.datasets import DatasetHandle
 from shipyard.stores.artifacts.content import BlobInfo
 
-__all__ = ["ResultStore", "code_digest", "input_digest", "load_result", "store_result"]
+__all__ = [
+    "DATASET_INPUTS",
+    "ResultStore",
+    "code_digest",
+    "dataset_key",
+    "input_digest",
+    "load_result",
+    "store_result",
+]
+
+# The inputs a cache key takes by their data rather than by their pickle.
+DATASET_INPUTS = (DatasetHandle, DatasetVersion)
 
 
 class ResultStore(Protocol):
@@ -64,6 +84,17 @@ def code_digest(fn: Callable[..., Any]) -> str:
     digest = hasher.hexdigest()
     _codes[fn] = digest
     return digest
+
+
+def dataset_key(value: DatasetHandle | DatasetVersion) -> tuple[str, str]:
+    """What a cache key hashes for a dataset input: its version's content digest.
+
+    The content digest covers the version's file paths and their digests, so two
+    versions with the same data key alike and a version with new data keys anew; the
+    handle's service, the version's number, card and times do not count.
+    """
+    version = value.version if isinstance(value, DatasetHandle) else value
+    return ("__dataset__", version.content_digest)
 
 
 def input_digest(code: str, inputs: Any) -> str | None:

@@ -50,9 +50,18 @@ def install_lineage_hook(metadata: SqlMetadataStore, actor: str) -> None:
         rows = [statement.compile().params]
         if isinstance(multiparams, list) and multiparams and isinstance(multiparams[0], dict):
             rows = [{**rows[0], **row} for row in multiparams]
+        elif isinstance(params, dict) and params:
+            # One row given to execute() (``conn.execute(table.insert(), row)``, as the
+            # registry inserts model versions) comes as ``params``, not ``multiparams``.
+            rows = [{**rows[0], **params}]
         edges = []
         for row in rows:
-            target = row.get("id") if kind == "run" else f"{row.get('name')}@{row.get('version')}"
+            if kind == "run":
+                target = row.get("id")
+            elif row.get("name") is not None and row.get("version") is not None:
+                target = f"{row['name']}@{row['version']}"
+            else:
+                target = None  # never an edge to "None@None"
             if not target:
                 continue
             edges.append(

@@ -24,8 +24,10 @@ from shipyard.domain.pipelines import TERMINAL
 from shipyard.errors import PipelineFailedError, TaskCancelledError, TaskResultError
 from shipyard.executors.base import Executor, TaskOutcome, TaskSpec
 from shipyard.services.pipeline_caching import (
+    DATASET_INPUTS,
     ResultStore,
     code_digest,
+    dataset_key,
     input_digest,
     load_result,
     store_result,
@@ -393,12 +395,15 @@ def _resolve_inputs(value: Any) -> Any:
 
 def _keyed(value: Any) -> Any:
     # What a cache key hashes for an input: an upstream's result digest when the upstream
-    # is a cached task (its result is always stored), else the upstream call's cache key.
+    # is a cached task (its result is always stored), else the upstream call's cache key;
+    # a dataset version's content digest for a dataset handle or version.
     if isinstance(value, TaskHandle):
         node: _Node = value._runner._nodes[value.key]  # type: ignore[attr-defined]
         if node.task.options.cache and node.result_digest:
             return ("__upstream__", node.result_digest)
         return ("__upstream__", node.cache_key)
+    if isinstance(value, DATASET_INPUTS):  # by its content, not its reference
+        return dataset_key(value)
     if isinstance(value, list):
         return [_keyed(v) for v in value]
     if isinstance(value, tuple):
