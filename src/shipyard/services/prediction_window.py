@@ -150,7 +150,8 @@ class LogWindow:
             return {}
         only = _version_filter(version, "AND")
         found = self._run(
-            'SELECT count(*), count(*) FILTER (WHERE "row" = 0), epoch(max("at")) - epoch(min("at")) '
+            'SELECT count(*), count(*) FILTER (WHERE "row" = 0), '
+            'epoch(max("at")) - epoch(min("at")) '
             f"FROM predictions WHERE TRUE{only}"
         ).fetchone()
         rows, requests, span = found if found else (0, 0, None)
