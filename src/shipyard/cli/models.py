@@ -1,15 +1,16 @@
-"""``shipyard models``: list and show model versions, move aliases and stages, and approve."""
+"""``shipyard models``: list, show and describe models, move aliases and stages, and approve."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 import typer
 from rich.markup import escape
 
 from shipyard.cli.context import JsonOption, open_service, open_services
-from shipyard.cli.output import console, emit_json, errors_to_exit, kv_table, table
-from shipyard.domain.models import ModelVersion, PromotionRequest
+from shipyard.cli.output import console, emit_json, errors_to_exit, fail, kv_table, table
+from shipyard.domain.models import ModelVersion, PromotionRequest, RegisteredModel
 from shipyard.services.run_reports import short_id
 
 __all__ = ["app"]
@@ -50,10 +51,68 @@ def list_(ctx: typer.Context, as_json: bool = JsonOption) -> None:
             escape(", ".join(f"{a}→{v}" for a, v in sorted(m.aliases.items()))),
             _when(m.created_at),
             escape(m.description or ""),
+            escape(_tags(m.tags)),
         )
         for m in found
     ]
-    console.print(table(("name", "latest", "aliases", "created (UTC)", "description"), rows))
+    console.print(
+        table(("name", "latest", "aliases", "created (UTC)", "description", "tags"), rows)
+    )
+
+
+@app.command()
+def describe(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Model name."),
+    description: str | None = typer.Option(
+        None, "--description", "-d", help="The model's description; '' clears it."
+    ),
+    tag: list[str] = typer.Option(
+        [], "--tag", help="KEY=VALUE tag to set; KEY= removes it. Repeatable."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Set a registered model's description and tags (merged); without options, show them."""
+    tags = _parse_tags(tag)
+    with errors_to_exit():
+        registry = open_service(ctx, "registry")
+        if description is None and not tags:
+            found = registry.model(name)
+        else:
+            found = registry.update_model(name, description=description, tags=tags)
+    if as_json:
+        emit_json(found.to_dict())
+        return
+    _print_model(found)
+
+
+def _parse_tags(values: list[str]) -> dict[str, str | None]:
+    tags: dict[str, str | None] = {}
+    for value in values:
+        key, sep, text = value.partition("=")
+        if not sep or not key:
+            fail(f"--tag {value!r}: write the tag as KEY=VALUE (KEY= removes it)")
+        tags[key] = text or None
+    return tags
+
+
+def _tags(tags: Mapping[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(tags.items()))
+
+
+def _print_model(model: RegisteredModel) -> None:
+    console.print(f"[bold]{escape(model.name)}[/bold]")
+    console.print(
+        kv_table(
+            {
+                "description": escape(model.description or ""),
+                "tags": escape(_tags(model.tags)),
+                "latest": "" if model.latest_version is None else str(model.latest_version),
+                "aliases": escape(", ".join(f"{a}→{v}" for a, v in sorted(model.aliases.items()))),
+                "created": f"{model.created_at.isoformat()} by {escape(model.created_by)}",
+            }
+        )
+    )
 
 
 @app.command()
@@ -93,8 +152,9 @@ def show(ctx: typer.Context, reference: str = _VersionRef, as_json: bool = JsonO
         project = open_services(ctx)
         version = project.registry.resolve(reference)
         files = project.models.files(version)
+        model = project.registry.model(version.name)
     if as_json:
-        emit_json({**version.to_dict(), "files": files})
+        emit_json({**version.to_dict(), "files": files, "model": model.to_dict()})
         return
     console.print(f"[bold]{escape(version.ref)}[/bold] ({version.flavor})")
     console.print(
@@ -107,6 +167,8 @@ def show(ctx: typer.Context, reference: str = _VersionRef, as_json: bool = JsonO
                 "requirements": escape(", ".join(version.requirements)),
                 "description": escape(version.description or ""),
                 "tags": escape(", ".join(f"{k}={v}" for k, v in version.tags.items())),
+                "model description": escape(model.description or ""),
+                "model tags": escape(_tags(model.tags)),
                 "created": f"{version.created_at.isoformat()} by {escape(version.created_by)}",
                 "manifest": version.manifest_digest,
             }

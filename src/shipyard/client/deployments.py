@@ -12,6 +12,7 @@ from shipyard.client.http import ApiClient
 from shipyard.domain.deployments import Deployment
 from shipyard.domain.ids import host_label
 from shipyard.domain.records import from_record
+from shipyard.errors import InvalidArgumentError
 
 __all__ = ["RemoteDeploymentService"]
 
@@ -50,13 +51,29 @@ class RemoteDeploymentService:
         """Record that this deployment now serves another version of its model."""
         self._client.call("POST", _path(deployment_id, "/switch"), body={"version": version})
 
-    def heartbeat(self, deployment_id: str) -> None:
-        """Record that this deployment is alive now."""
-        self._client.call("POST", _path(deployment_id, "/heartbeat"))
+    def heartbeat(
+        self,
+        deployment_id: str,
+        *,
+        requests: int | None = None,
+        client_errors: int | None = None,
+        server_errors: int | None = None,
+    ) -> None:
+        """Record that this deployment is alive now, with its cumulative counts when given."""
+        body = _counts(requests, client_errors, server_errors)
+        self._client.call("POST", _path(deployment_id, "/heartbeat"), body=body)
 
-    def stop(self, deployment_id: str) -> None:
-        """Record that this deployment stopped."""
-        self._client.call("POST", _path(deployment_id, "/stop"))
+    def stop(
+        self,
+        deployment_id: str,
+        *,
+        requests: int | None = None,
+        client_errors: int | None = None,
+        server_errors: int | None = None,
+    ) -> None:
+        """Record that this deployment stopped, with its last cumulative counts when given."""
+        body = _counts(requests, client_errors, server_errors)
+        self._client.call("POST", _path(deployment_id, "/stop"), body=body)
 
     def get(self, deployment_id: str) -> Deployment:
         """One deployment, with its effective status.
@@ -86,6 +103,21 @@ class RemoteDeploymentService:
             params["status"] = status
         found = self._client.call("GET", "/deployments", params=params)
         return [from_record(Deployment, d) for d in found]
+
+
+def _counts(
+    requests: int | None, client_errors: int | None, server_errors: int | None
+) -> dict[str, int] | None:
+    """The optional counts body; None (no body) without a request count."""
+    if requests is None:
+        if client_errors is not None or server_errors is not None:
+            raise InvalidArgumentError("error counts need the request count they are part of")
+        return None
+    return {
+        "requests": requests,
+        "client_errors": client_errors or 0,
+        "server_errors": server_errors or 0,
+    }
 
 
 def _path(deployment_id: str, tail: str = "") -> str:

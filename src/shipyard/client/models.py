@@ -48,6 +48,24 @@ class RemoteRegistryService:
         """Every registered model with its latest version and aliases."""
         return [from_record(RegisteredModel, m) for m in self._client.call("GET", "/models")]
 
+    def model(self, name: str) -> RegisteredModel:
+        """One registered model with its description, tags, latest version and aliases."""
+        validate_name(name, what="model name")
+        return from_record(RegisteredModel, self._client.call("GET", f"/models/{name}"))
+
+    def update_model(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        tags: Mapping[str, str | None] | None = None,
+    ) -> RegisteredModel:
+        """Set a model's description and merge its tags (see ``RegistryService.update_model``)."""
+        validate_name(name, what="model name")
+        body = {"description": description, "tags": dict(tags or {})}
+        answer = self._client.call("PATCH", f"/models/{name}", body=body)
+        return from_record(RegisteredModel, answer)
+
     def set_alias(self, reference: str, alias: str) -> ModelVersion:
         """Point an unprotected alias at a version (see ``RegistryService.set_alias``)."""
         validate_name(alias, what="alias")

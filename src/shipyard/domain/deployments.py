@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-__all__ = ["RUNTIMES", "STALE_AFTER", "STATUSES", "Deployment", "last_seen"]
+__all__ = ["RUNTIMES", "STALE_AFTER", "STATUSES", "Deployment", "RequestCounts", "last_seen"]
 
 STATUSES = ("running", "stopped")
 RUNTIMES = ("onnx", "native")
@@ -66,6 +66,46 @@ class Deployment:
             "stopped_at": self.stopped_at.isoformat() if self.stopped_at else None,
             "heartbeat_at": self.heartbeat_at.isoformat() if self.heartbeat_at else None,
             "started_by": self.started_by,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RequestCounts:
+    """``/predict`` answers of a model's deployments, and the errors among them.
+
+    ``client_errors`` are answers with a 4xx status (bad input, a body too large: the
+    caller's fault); ``server_errors`` those with a 5xx status (the model or the server
+    failed). Requests the client abandoned before the answer are not counted.
+    """
+
+    requests: int = 0
+    client_errors: int = 0
+    server_errors: int = 0
+
+    @property
+    def errors(self) -> int:
+        """Client and server errors together."""
+        return self.client_errors + self.server_errors
+
+    @property
+    def error_rate(self) -> float | None:
+        """Errors per request, or None when there was no request."""
+        return self.errors / self.requests if self.requests else None
+
+    def __add__(self, other: RequestCounts) -> RequestCounts:
+        return RequestCounts(
+            self.requests + other.requests,
+            self.client_errors + other.client_errors,
+            self.server_errors + other.server_errors,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form, with the error rate."""
+        return {
+            "requests": self.requests,
+            "client_errors": self.client_errors,
+            "server_errors": self.server_errors,
+            "error_rate": self.error_rate,
         }
 
 

@@ -65,6 +65,10 @@ METRICS: Mapping[str, str] = {
     "latency_p50_ms": "median latency of the logged rows",
     "latency_p95_ms": "95th percentile latency",
     "latency_p99_ms": "99th percentile latency",
+    "served_requests": "/predict answers the model servers counted in the window",
+    "client_errors": "answers with a 4xx status (bad input) among them",
+    "server_errors": "answers with a 5xx status (the model or server failed) among them",
+    "error_rate": "share of /predict answers that were errors (4xx or 5xx)",
 }
 # Per-column metrics, written ``name.COLUMN``.
 COLUMN_METRICS: Mapping[str, str] = {

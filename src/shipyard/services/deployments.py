@@ -4,6 +4,10 @@
 ``switch`` when a followed alias moves to another version, and ``stop`` on shutdown. Each
 change writes its audit entry (and, for start and switch, the lineage edge
 ``model_version -deployed_as-> deployment``) in the same transaction.
+
+A heartbeat and the stop may carry the server's cumulative ``/predict`` counts (requests,
+4xx and 5xx answers since it started); each is kept as a sample in ``deployment_counts``,
+and ``request_counts`` turns the samples into counts and an error rate per time window.
 """
 
 from __future__ import annotations
@@ -12,12 +16,18 @@ import builtins
 import os
 import socket
 from dataclasses import asdict, fields
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, RowMapping, select
+from sqlalchemy import Connection, RowMapping, func, select
 
-from shipyard.domain.deployments import RUNTIMES, STALE_AFTER, STATUSES, Deployment
-from shipyard.domain.ids import new_id, utcnow
+from shipyard.domain.deployments import (
+    RUNTIMES,
+    STALE_AFTER,
+    STATUSES,
+    Deployment,
+    RequestCounts,
+)
+from shipyard.domain.ids import as_utc, new_id, utcnow
 from shipyard.domain.lineage import Node
 from shipyard.domain.references import validate_name
 from shipyard.errors import (
@@ -30,11 +40,12 @@ from shipyard.services.audit import AuditService
 from shipyard.services.lineage import LineageService
 from shipyard.services.registry import RegistryService
 from shipyard.stores.metadata import SqlMetadataStore
-from shipyard.stores.metadata.schema import deployments
+from shipyard.stores.metadata.schema import deployment_counts, deployments
 
 __all__ = ["DeploymentService"]
 
 _LIST_LIMIT = 1000  # newest first; a project serves far fewer than this
+_MAX_COUNT = 2**63 - 1  # a BigInteger column
 
 
 class DeploymentService:
@@ -187,29 +198,61 @@ class DeploymentService:
                 after={"version": version},
             )
 
-    def heartbeat(self, deployment_id: str) -> None:
-        """Record that a deployment is alive now.
+    def heartbeat(
+        self,
+        deployment_id: str,
+        *,
+        requests: int | None = None,
+        client_errors: int | None = None,
+        server_errors: int | None = None,
+    ) -> None:
+        """Record that a deployment is alive now, with its request counts when given.
+
+        Args:
+            deployment_id: the deployment.
+            requests: ``/predict`` answers since the serving process started; None records
+                no counts sample.
+            client_errors: how many of them had a 4xx status (default 0).
+            server_errors: how many of them had a 5xx status (default 0).
 
         Raises:
             DeploymentNotFoundError: for an unknown id.
             ConflictError: if the deployment was stopped.
+            InvalidArgumentError: for counts that are not whole numbers >= 0, error counts
+                without a request count, or more errors than requests.
         """
+        counts = _sample(requests, client_errors, server_errors)
         with self._metadata.write() as conn:
+            now = utcnow()
             updated = conn.execute(
                 deployments.update()
                 .where(deployments.c.id == deployment_id, deployments.c.status == "running")
-                .values(heartbeat_at=utcnow())
+                .values(heartbeat_at=now)
             ).rowcount
             if not updated:
                 self._require(conn, deployment_id)
                 raise ConflictError(f"deployment {deployment_id} is stopped; it cannot beat")
+            if counts is not None:
+                _insert_sample(conn, deployment_id, now, counts)
 
-    def stop(self, deployment_id: str) -> None:
+    def stop(
+        self,
+        deployment_id: str,
+        *,
+        requests: int | None = None,
+        client_errors: int | None = None,
+        server_errors: int | None = None,
+    ) -> None:
         """Record that a deployment stopped; stopping a stopped one changes nothing.
+
+        The counts, when given, are the serving process's last sample (as in ``heartbeat``),
+        so that the requests after its last heartbeat are not lost.
 
         Raises:
             DeploymentNotFoundError: for an unknown id.
+            InvalidArgumentError: for bad counts (see ``heartbeat``).
         """
+        counts = _sample(requests, client_errors, server_errors)
         with self._metadata.write() as conn:
             current = self._require(conn, deployment_id)
             if current.status == "stopped":
@@ -220,6 +263,8 @@ class DeploymentService:
                 .where(deployments.c.id == deployment_id)
                 .values(status="stopped", stopped_at=now)
             )
+            if counts is not None:
+                _insert_sample(conn, deployment_id, now, counts)
             self._audit.record(
                 conn,
                 actor=self._actor,
@@ -229,6 +274,60 @@ class DeploymentService:
                 before={"status": "running"},
                 after={"status": "stopped"},
             )
+
+    def request_counts(
+        self,
+        name: str,
+        version: int | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> RequestCounts:
+        """``/predict`` answers and errors of a model's deployments within a time window.
+
+        Per deployment, the counts are the growth of its cumulative samples from the last
+        one at or before ``start`` (zero when it started later) to the last one at or before
+        ``end``; a sample lower than the one before it (a counter that started again) counts
+        from zero, so nothing is ever negative. Requests answered after a deployment's last
+        sample (its last heartbeat, or its stop) are not counted yet.
+
+        A deployment that followed an alias counts under the version it serves last: its
+        samples do not say which version answered, so ``version`` selects deployments by
+        their stored version (an approximation when a deployment switched versions).
+
+        Args:
+            name: the registered model.
+            version: only deployments that serve this version; None counts every one.
+            start: the window's start (exclusive); None is since the first deployment.
+            end: the window's end (inclusive); None is now.
+
+        Returns:
+            The summed counts; zeros when no deployment recorded counts in the window.
+
+        Raises:
+            InvalidArgumentError: for a bad name or version, or a start after the end.
+        """
+        validate_name(name, what="model name")
+        if version is not None:
+            _version(version)
+        start = None if start is None else as_utc(start)
+        end = None if end is None else as_utc(end)
+        if start is not None and end is not None and start > end:
+            raise InvalidArgumentError(
+                f"the window starts ({start.isoformat()}) after it ends ({end.isoformat()})"
+            )
+        query = select(deployments.c.id).where(deployments.c.name == name)
+        if version is not None:
+            query = query.where(deployments.c.version == version)
+        if end is not None:
+            query = query.where(deployments.c.started_at <= end)
+        if start is not None:  # no sample is later than the stop or the last heartbeat
+            seen = func.coalesce(deployments.c.stopped_at, deployments.c.heartbeat_at)
+            query = query.where(seen > start)
+        total = RequestCounts()
+        with self._metadata.read() as conn:
+            for deployment_id in conn.execute(query).scalars().all():
+                total += _window_counts(conn, deployment_id, start, end)
+        return total
 
     def require_own(self, deployment_id: str) -> Deployment:
         """A deployment this service's actor started (a remote serving process's check).
@@ -300,6 +399,76 @@ def _version(version: object) -> int:
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise InvalidArgumentError(f"a model version is a whole number >= 1, not {version!r}")
     return version
+
+
+def _sample(
+    requests: int | None, client_errors: int | None, server_errors: int | None
+) -> RequestCounts | None:
+    """Checked cumulative counts of a heartbeat, or None when it carries none."""
+    if requests is None:
+        if client_errors is not None or server_errors is not None:
+            raise InvalidArgumentError("error counts need the request count they are part of")
+        return None
+    given = {"requests": requests, "client_errors": client_errors, "server_errors": server_errors}
+    for what, value in given.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_COUNT:
+            raise InvalidArgumentError(f"{what} is a whole number >= 0, not {value!r}")
+    counts = RequestCounts(requests, client_errors or 0, server_errors or 0)
+    if counts.errors > requests:
+        raise InvalidArgumentError(
+            f"{counts.errors} errors out of {requests} requests: "
+            "errors are answers to requests, so they cannot be more"
+        )
+    return counts
+
+
+def _insert_sample(
+    conn: Connection, deployment_id: str, at: datetime, counts: RequestCounts
+) -> None:
+    conn.execute(
+        deployment_counts.insert().values(
+            id=new_id(),
+            deployment_id=deployment_id,
+            at=at,
+            requests=counts.requests,
+            client_errors=counts.client_errors,
+            server_errors=counts.server_errors,
+        )
+    )
+
+
+def _window_counts(
+    conn: Connection, deployment_id: str, start: datetime | None, end: datetime | None
+) -> RequestCounts:
+    """One deployment's counts in ``(start, end]`` from its cumulative samples."""
+    c = deployment_counts.c
+    columns = (c.requests, c.client_errors, c.server_errors)
+    order = (c.at, c.requests)  # equal times: the larger count is the later one
+    previous = (0, 0, 0)
+    if start is not None:
+        baseline = conn.execute(
+            select(*columns)
+            .where(c.deployment_id == deployment_id, c.at <= start)
+            .order_by(*(o.desc() for o in order))
+            .limit(1)
+        ).first()
+        if baseline is not None:
+            previous = tuple(baseline)
+    query = select(*columns).where(c.deployment_id == deployment_id)
+    if start is not None:
+        query = query.where(c.at > start)
+    if end is not None:
+        query = query.where(c.at <= end)
+    grown = [0, 0, 0]
+    for row in conn.execute(query.order_by(*order)):
+        current = tuple(row)
+        restarted = any(now < before for now, before in zip(current, previous, strict=True))
+        for i, (now, before) in enumerate(zip(current, previous, strict=True)):
+            grown[i] += now if restarted else now - before
+        previous = current
+    return RequestCounts(*grown)
 
 
 def _alive(pid: int) -> bool:

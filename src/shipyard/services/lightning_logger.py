@@ -3,27 +3,32 @@
 ``Trainer(logger=ShipyardLogger(run))`` logs the hyperparameters as params, every metric
 Lightning logs (per step and per epoch, batched through the run's metric buffer) and, when a
 ``ModelCheckpoint`` monitors a metric, the best checkpoint's score as ``best_<monitor>``
-with its path as the tag ``best_checkpoint``. ``sy.autolog()`` adds one to every
+with its path as the tag ``best_checkpoint``; the best (and last) checkpoint files are stored
+as run artifacts under ``checkpoints/``. ``sy.autolog()`` adds one to every
 ``Trainer.fit`` by itself. This module imports Lightning: load it only when it is needed.
 """
 
 from __future__ import annotations
 
+import warnings
 from argparse import Namespace
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from typing_extensions import override
 
-from shipyard.errors import ConflictError
+from shipyard.errors import ConflictError, ShipyardError
 from shipyard.services.autolog import _param_value
 from shipyard.services.runs import ActiveRun
 
 __all__ = ["ShipyardLogger"]
 
 SKIPPED_TAG = "lightning.skipped_params"  # params the run already held with other values
+CHECKPOINT_DIR = "checkpoints"  # where a fit's checkpoint files go among the run's artifacts
+CHECKPOINT_TAG = "best_checkpoint_artifact"  # the best checkpoint's artifact path
 
 
 class ShipyardLogger(Logger):
@@ -111,7 +116,35 @@ class ShipyardLogger(Logger):
         if score is not None and monitor:
             self._run.log_metric(f"best_{monitor}", float(score))
             self._run.set_tag("best_checkpoint", str(checkpoint.best_model_path))
+        self._log_checkpoints(checkpoint)
         self._run.flush()
+
+    def _log_checkpoints(self, checkpoint: Any) -> None:
+        """Store the best (and the last) checkpoint file as run artifacts under ``checkpoints/``.
+
+        The files are content-addressed like every artifact: a checkpoint the project holds
+        already costs nothing more. The tag ``best_checkpoint_artifact`` names the best one's
+        artifact path; the local path stays in ``best_checkpoint``.
+        """
+        best = str(getattr(checkpoint, "best_model_path", "") or "")
+        last = str(getattr(checkpoint, "last_model_path", "") or "")
+        for kind, local in (("best", best), ("last", last)):
+            path = Path(local) if local else None
+            if path is None or not path.is_file() or (kind == "last" and local == best):
+                continue
+            try:
+                [artifact] = self._run.log_artifact(path, CHECKPOINT_DIR)
+            except (ShipyardError, OSError) as exc:
+                # Training is done by now: a checkpoint that cannot be stored must not fail it.
+                warnings.warn(
+                    f"shipyard could not store the checkpoint {path} in run {self._run.id}: "
+                    f"{exc}; it is still on disk",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                continue
+            if kind == "best":
+                self._run.set_tag(CHECKPOINT_TAG, artifact.path)
 
 
 def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -35,7 +35,7 @@ from shipyard.domain.monitoring import (
 from shipyard.domain.predictions import BASE_COLUMNS, LABEL, PREDICTION
 from shipyard.domain.references import validate_name
 from shipyard.errors import InvalidArgumentError, NotFoundError
-from shipyard.services.monitoring_metrics import prometheus_lines, window_metrics
+from shipyard.services.monitoring_metrics import error_metrics, prometheus_lines, window_metrics
 from shipyard.settings import Settings
 from shipyard.stores.artifacts.content import ContentStore
 from shipyard.stores.metadata import SqlMetadataStore
@@ -142,6 +142,10 @@ class MonitoringService:
             if current is None:  # the log's window, streamed by DuckDB into one Parquet file
                 ops, deployment = self._export_window(version, target, file, (start, end, seconds))
                 data = [file]
+                counts = self._project.deployments.request_counts(
+                    version.name, version.version, start, end
+                )
+                ops |= error_metrics(counts)
             report = drift.compare(ref, data, options, baseline=baseline)
             report = _without_log_columns(report, features, target)
             metrics = window_metrics(report) | ops

@@ -12,10 +12,17 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from shipyard.domain.deployments import RequestCounts
 from shipyard.domain.drift import P_VALUE_METHODS, DriftReport
 from shipyard.domain.monitoring import MonitorRun
 
-__all__ = ["MONITOR_METRIC_NAMES", "operations", "prometheus_lines", "window_metrics"]
+__all__ = [
+    "MONITOR_METRIC_NAMES",
+    "error_metrics",
+    "operations",
+    "prometheus_lines",
+    "window_metrics",
+]
 
 # Every metric name ``prometheus_lines`` can write (the Grafana dashboard test reads it).
 MONITOR_METRIC_NAMES = (
@@ -25,6 +32,7 @@ MONITOR_METRIC_NAMES = (
     "shipyard_monitor_missing_rate",
     "shipyard_monitor_model_metric",
     "shipyard_monitor_latency_ms",
+    "shipyard_monitor_error_rate",
     "shipyard_monitor_rows",
     "shipyard_monitor_alerts",
     "shipyard_monitor_last_run_timestamp_seconds",
@@ -114,6 +122,25 @@ def operations(table: Any, seconds: float | None) -> dict[str, float]:
     return out
 
 
+def error_metrics(counts: RequestCounts) -> dict[str, float]:
+    """The model servers' ``/predict`` answers in the window, and the share that failed.
+
+    From the servers' own counters (sent with their heartbeats), so sampling of the
+    prediction log does not change them. Empty when no server counted a request.
+
+    Returns:
+        ``served_requests``, ``client_errors``, ``server_errors``, ``error_rate``.
+    """
+    if not counts.requests:
+        return {}
+    return {
+        "served_requests": float(counts.requests),
+        "client_errors": float(counts.client_errors),
+        "server_errors": float(counts.server_errors),
+        "error_rate": counts.errors / counts.requests,
+    }
+
+
 def _label(value: object) -> str:
     return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
@@ -161,6 +188,8 @@ def prometheus_lines(runs: Iterable[MonitorRun]) -> list[str]:
         for key, quantile in _QUANTILES:
             if key in m:
                 add("shipyard_monitor_latency_ms", m[key], f',quantile="{quantile}"')
+        if "error_rate" in m:
+            add("shipyard_monitor_error_rate", m["error_rate"])
         add("shipyard_monitor_rows", float(run.rows))
         add("shipyard_monitor_alerts", float(len(run.alerts)))
         add("shipyard_monitor_last_run_timestamp_seconds", run.created_at.timestamp())
@@ -171,6 +200,7 @@ def prometheus_lines(runs: Iterable[MonitorRun]) -> list[str]:
         "shipyard_monitor_missing_rate": "Share of missing feature values, last monitor run.",
         "shipyard_monitor_model_metric": "Model quality on labelled rows, last monitor run.",
         "shipyard_monitor_latency_ms": "Latency quantiles of the last monitored window.",
+        "shipyard_monitor_error_rate": "Share of /predict answers that were errors, last window.",
         "shipyard_monitor_rows": "Rows in the last monitored window.",
         "shipyard_monitor_alerts": "Alert rules the last monitor run fired.",
         "shipyard_monitor_last_run_timestamp_seconds": "When the last monitor run was stored.",

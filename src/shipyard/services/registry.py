@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, func, select
+from sqlalchemy import Connection, RowMapping, bindparam, func, select
 
 from shipyard.domain.ids import new_id, utcnow
 from shipyard.domain.lineage import Node
@@ -43,6 +43,13 @@ from shipyard.stores.metadata.schema import (
 )
 
 __all__ = ["RegistryService"]
+
+# Built once: registering a version runs these on every call, and building a statement costs
+# more than SQLite running it.
+_LAST_VERSION = select(func.max(model_versions.c.version)).where(
+    model_versions.c.name == bindparam("name")
+)
+_INSERT_VERSION = model_versions.insert()
 
 
 class RegistryService:
@@ -105,9 +112,7 @@ class RegistryService:
                 }
             ],
         )
-        last = conn.execute(
-            select(func.max(model_versions.c.version)).where(model_versions.c.name == name)
-        ).scalar()
+        last = conn.execute(_LAST_VERSION, {"name": name}).scalar()
         row = {
             "id": new_id(),
             "name": name,
@@ -126,7 +131,7 @@ class RegistryService:
             "created_at": now,
             "created_by": self._actor,
         }
-        conn.execute(model_versions.insert().values(**row))
+        conn.execute(_INSERT_VERSION, row)
         version = _version(row, ())
         if run_id is not None:
             self._lineage.link(
@@ -236,6 +241,115 @@ class RegistryService:
             )
             for r in rows
         ]
+
+    # -- registered models ------------------------------------------------------------------
+
+    def model(self, name: str) -> RegisteredModel:
+        """One registered model with its description, tags, latest version and aliases.
+
+        Raises:
+            InvalidNameError: for a name that breaks the naming rule.
+            NotFoundError: if the model does not exist.
+        """
+        validate_name(name, what="model name")
+        with self._metadata.read() as conn:
+            return self._model(conn, name)
+
+    def update_model(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        tags: Mapping[str, str | None] | None = None,
+    ) -> RegisteredModel:
+        """Describe a registered model: set its description, add, change or remove tags.
+
+        What is left out stays as it was. ``description=""`` clears the description. Tags
+        are merged into the model's tags; a tag given with the value ``None`` or ``""`` is
+        removed. A change is audited (``model.update``, before and after); an update that
+        changes nothing writes nothing.
+
+        Example:
+            >>> sy.registry.update_model("churn", tags={"team": "growth"})  # doctest: +SKIP
+
+        Args:
+            name: the registered model.
+            description: the new description; ``None`` keeps it, ``""`` clears it.
+            tags: tags to set (merged); a value of ``None`` or ``""`` removes that tag.
+
+        Returns:
+            The model as it is now.
+
+        Raises:
+            InvalidNameError: for a name that breaks the naming rule.
+            InvalidArgumentError: for a description or tag that is not text, too long, or
+                holds a NUL character.
+            NotFoundError: if the model does not exist (log a version first).
+        """
+        validate_name(name, what="model name")
+        if description is not None:
+            _check_text(description, "a model description", _MAX_DESCRIPTION)
+        changes = _check_tags(tags or {})
+        m = registered_models.c
+        with self._metadata.write() as conn:
+            self._metadata.lock(conn, f"model:{name}")
+            current = self._model(conn, name)
+            merged = dict(current.tags)
+            for key, value in changes.items():
+                if value:
+                    merged[key] = value
+                else:
+                    merged.pop(key, None)
+            text = current.description if description is None else (description or None)
+            before = {"description": current.description, "tags": dict(current.tags)}
+            after = {"description": text, "tags": merged}
+            if after == before:
+                return current
+            conn.execute(
+                registered_models.update()
+                .where(m.name == name)
+                .values(description=text, tags=json.dumps(merged, sort_keys=True))
+            )
+            self._audit.record(
+                conn,
+                actor=self._actor,
+                action="model.update",
+                entity_kind="registered_model",
+                entity_id=name,
+                before=before,
+                after=after,
+            )
+        return RegisteredModel(
+            current.name,
+            text,
+            dict(sorted(merged.items())),
+            current.created_at,
+            current.created_by,
+            current.latest_version,
+            current.aliases,
+        )
+
+    def _model(self, conn: Connection, name: str) -> RegisteredModel:
+        row = conn.execute(
+            select(registered_models).where(registered_models.c.name == name)
+        ).first()
+        if row is None:
+            raise NotFoundError(
+                f"model {name!r} does not exist; `shipyard models list` shows them "
+                "(a model exists once a version of it is logged)"
+            )
+        latest = conn.execute(
+            select(func.max(model_versions.c.version)).where(model_versions.c.name == name)
+        ).scalar()
+        return RegisteredModel(
+            row.name,
+            row.description,
+            json.loads(row.tags),
+            row.created_at,
+            row.created_by,
+            latest,
+            self._aliases_by_name(conn, name),
+        )
 
     def _aliases(self, conn: Connection, name: str) -> dict[int, tuple[str, ...]]:
         by_version: dict[int, list[str]] = {}
@@ -525,6 +639,34 @@ class RegistryService:
             query = query.where(p.name == name)
         with self._metadata.read() as conn:
             return [PromotionRequest(**r._mapping) for r in conn.execute(query)]
+
+
+# Limits of a registered model's description and tags, as the HTTP schemas have them.
+_MAX_DESCRIPTION = 100_000
+_MAX_TAG_KEY = 255
+_MAX_TAG_VALUE = 6000
+
+
+def _check_text(value: object, what: str, limit: int) -> str:
+    # PostgreSQL's text columns cannot hold NUL: refused here rather than failing there.
+    if not isinstance(value, str) or len(value) > limit or "\0" in value:
+        raise InvalidArgumentError(
+            f"{what} must be text of at most {limit:,} characters without NUL, "
+            f"not {str(value)[:40]!r}"
+        )
+    return value
+
+
+def _check_tags(tags: Mapping[str, str | None]) -> dict[str, str | None]:
+    if not isinstance(tags, Mapping):
+        raise InvalidArgumentError("tags are a mapping of names to text values")
+    checked: dict[str, str | None] = {}
+    for key, value in tags.items():
+        _check_text(key, "a tag name", _MAX_TAG_KEY)
+        if not key:
+            raise InvalidArgumentError("a tag name cannot be empty")
+        checked[key] = None if value is None else _check_text(value, f"tag {key!r}", _MAX_TAG_VALUE)
+    return checked
 
 
 def _protected(kind: str, target: str, reference: str) -> PermissionDeniedError:

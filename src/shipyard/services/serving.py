@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from shipyard.domain.deployments import RequestCounts
 from shipyard.domain.lineage import Node
 from shipyard.domain.models import ModelVersion
 from shipyard.domain.references import Reference
@@ -269,11 +270,25 @@ class DeploymentRecorder(Protocol):
     def switch(self, deployment_id: str, version: int) -> None:
         """The deployment now serves ``version``."""
 
-    def heartbeat(self, deployment_id: str) -> None:
-        """The deployment is alive."""
+    def heartbeat(
+        self,
+        deployment_id: str,
+        *,
+        requests: int | None = None,
+        client_errors: int | None = None,
+        server_errors: int | None = None,
+    ) -> None:
+        """The deployment is alive; with its cumulative ``/predict`` counts when given."""
 
-    def stop(self, deployment_id: str) -> None:
-        """The deployment stopped."""
+    def stop(
+        self,
+        deployment_id: str,
+        *,
+        requests: int | None = None,
+        client_errors: int | None = None,
+        server_errors: int | None = None,
+    ) -> None:
+        """The deployment stopped; with its last cumulative counts when given."""
 
 
 class PredictionRecorder(Protocol):
@@ -340,10 +355,13 @@ class ServingSession:
         if self.make_log is not None and self.deployment_id is not None:
             self.log = self.make_log(self.deployment_id)
 
-    def heartbeat(self) -> None:
-        """Tell the deployment record the server is alive."""
+    def heartbeat(self, counts: RequestCounts | None = None) -> None:
+        """Tell the deployment record the server is alive (and its counts since it started)."""
         if self.deployments is not None and self.deployment_id is not None:
-            self.deployments.heartbeat(self.deployment_id)
+            if counts is None:
+                self.deployments.heartbeat(self.deployment_id)
+            else:
+                self.deployments.heartbeat(self.deployment_id, **_counts(counts))
 
     def refresh(self) -> ServedModel | None:
         """Follow the reference: load and switch to the version it names now, if it moved."""
@@ -431,12 +449,23 @@ class ServingSession:
             },
         }
 
-    def close(self) -> None:
-        """Flush the prediction log and record the deployment as stopped."""
+    def close(self, counts: RequestCounts | None = None) -> None:
+        """Flush the prediction log and record the deployment as stopped (with its counts)."""
         try:
             if self.log is not None:
                 self.log.close()
         finally:
             if self.deployments is not None and self.deployment_id is not None:
-                self.deployments.stop(self.deployment_id)
+                if counts is None:
+                    self.deployments.stop(self.deployment_id)
+                else:
+                    self.deployments.stop(self.deployment_id, **_counts(counts))
             self.server.close()
+
+
+def _counts(counts: RequestCounts) -> dict[str, int]:
+    return {
+        "requests": counts.requests,
+        "client_errors": counts.client_errors,
+        "server_errors": counts.server_errors,
+    }

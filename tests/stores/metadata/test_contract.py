@@ -25,7 +25,7 @@ def test_open_migrates_an_empty_store_to_the_newest_revision(metadata_uri: str) 
     assert status.current == status.head
     with store.read() as conn:
         rows = conn.execute(select(schema_history.c.revision)).scalars().all()
-    assert rows == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009"]
+    assert rows == [f"{n:04d}" for n in range(1, 11)]  # 0001 … 0010
     store.close()
 
 
@@ -43,6 +43,7 @@ def test_status_without_migrating_lists_every_pending_revision(metadata_uri: str
         "0007",
         "0008",
         "0009",
+        "0010",
     )
     assert store.migrate() == [
         "0001",
@@ -54,6 +55,7 @@ def test_status_without_migrating_lists_every_pending_revision(metadata_uri: str
         "0007",
         "0008",
         "0009",
+        "0010",
     ]
     assert store.migrate() == []
     store.close()
@@ -94,9 +96,9 @@ def test_eight_processes_opening_an_empty_store_migrate_it_exactly_once(
     with store.read() as conn:
         history = conn.execute(select(schema_history.c.revision)).scalars().all()
     store.close()
-    assert revisions == ["0009"] * 8
+    assert revisions == ["0010"] * 8
     once = "each revision is applied and recorded exactly once"
-    assert history == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009"], once
+    assert history == [f"{n:04d}" for n in range(1, 11)], once
 
 
 def test_a_failed_write_transaction_leaves_nothing(metadata_uri: str) -> None:

@@ -36,6 +36,8 @@ POLICY: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("POST", f"{_V1}/runs/{{run_id}}/inputs"): WRITE,
     # registry and approvals
     ("GET", f"{_V1}/models"): READ,
+    ("GET", f"{_V1}/models/{{name}}"): READ,
+    ("PATCH", f"{_V1}/models/{{name}}"): WRITE,
     ("GET", f"{_V1}/models/{{name}}/versions"): READ,
     ("GET", f"{_V1}/models/{{name}}/versions/{{version}}"): READ,
     ("PUT", f"{_V1}/models/{{name}}/aliases/{{alias}}"): WRITE,

@@ -32,6 +32,7 @@ __all__ = [
     "DatasetVersionBody",
     "DecisionBody",
     "DeploymentBody",
+    "DeploymentCountsBody",
     "EndRunBody",
     "FeedbackBody",
     "InputBody",
@@ -39,6 +40,7 @@ __all__ = [
     "LogBatchBody",
     "MetricBody",
     "MissingBody",
+    "ModelChangeBody",
     "ModelVersionBody",
     "MonitorRunBody",
     "NamePath",
@@ -239,6 +241,13 @@ class ModelVersionBody(_Body):
     tags: dict[Key, Text] = Field(default_factory=dict, max_length=1000)
 
 
+class ModelChangeBody(_Body):
+    """A registered model's new description (null keeps it) and tags to merge (null removes)."""
+
+    description: Annotated[str, StringConstraints(max_length=100_000, pattern=NO_NUL)] | None = None
+    tags: dict[Key, Text | None] = Field(default_factory=dict, max_length=1000)
+
+
 class FeedbackBody(_Body):
     """Ground-truth labels by request id (any JSON value but null)."""
 
@@ -316,6 +325,20 @@ class DeploymentBody(_Body):
     runtime: Annotated[str, StringConstraints(pattern=r"^(onnx|native)$")]
     host: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,255}$")]
     pid: Annotated[int, Field(ge=0, le=MAX_INT32)]
+
+
+Count = Annotated[int, Field(strict=True, ge=0, le=2**63 - 1)]  # a BigInteger column
+
+
+class DeploymentCountsBody(_Body):
+    """A serving process's cumulative ``/predict`` answers since it started.
+
+    The optional body of a heartbeat or the stop: all answers, and the 4xx and 5xx ones.
+    """
+
+    requests: Count
+    client_errors: Count = 0
+    server_errors: Count = 0
 
 
 # -- monitor runs computed on the server -----------------------------------------------

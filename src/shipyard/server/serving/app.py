@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from shipyard.domain.deployments import RequestCounts
 from shipyard.domain.ids import new_id
 from shipyard.errors import (
     BackendError,
@@ -344,7 +345,7 @@ class ServingApp:
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
-                beat = self._every("heartbeat", self.heartbeat_every, self.session.heartbeat)
+                beat = self._every("heartbeat", self.heartbeat_every, self._heartbeat)
                 self._tasks.append(loop.create_task(beat))
                 if self.follow_every is not None and self.session.server.follows:
                     follow = self._every("follow", self.follow_every, self._follow)
@@ -362,8 +363,8 @@ class ServingApp:
                 for task in self._tasks:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-                try:
-                    await loop.run_in_executor(None, self.session.close)
+                try:  # the final counts, so the requests since the last heartbeat count
+                    await loop.run_in_executor(None, self.session.close, self.predict_counts())
                 except Exception as exc:
                     await send({"type": "lifespan.shutdown.failed", "message": str(exc)})
                     return
@@ -383,6 +384,26 @@ class ServingApp:
             except Exception as exc:  # keep serving; the next round tries again
                 _log.warning("%s failed: %s", what, exc)
                 self.metrics.error(what)
+
+    def predict_counts(self) -> RequestCounts:
+        """``/predict`` answers since the process started: all, 4xx and 5xx.
+
+        A request whose client left before the answer (499) was not answered: not counted.
+        """
+        requests = client = server = 0
+        # list() copies the items in one step under the GIL, also from the heartbeat thread
+        for (endpoint, status), count in list(self.metrics.requests.items()):
+            if endpoint != "/predict" or status == 499:
+                continue
+            requests += count
+            if status >= 500:
+                server += count
+            elif status >= 400:
+                client += count
+        return RequestCounts(requests, client, server)
+
+    def _heartbeat(self) -> None:
+        self.session.heartbeat(self.predict_counts())
 
     def _follow(self) -> None:
         served = self.session.refresh()

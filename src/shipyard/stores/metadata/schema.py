@@ -41,6 +41,7 @@ __all__ = [
     "dataset_labels",
     "dataset_versions",
     "datasets",
+    "deployment_counts",
     "deployments",
     "digest_columns",
     "experiments",
@@ -503,6 +504,7 @@ monitor_runs = Table(
     Column("html_digest", String(DIGEST), nullable=True, info={"digest": True}),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("created_by", String(NAME), nullable=False),
+    Column("error", Text, nullable=True),  # why a failed run failed (migration 0010)
     Index(None, "name", "created_at"),
 )
 
@@ -522,6 +524,22 @@ api_tokens = Table(
     Column("revoked_at", UtcDateTime(), nullable=True),
     Column("last_used_at", UtcDateTime(), nullable=True),
     Index(None, "user"),
+)
+
+
+# Request counts of deployments (migration 0010) -----------------------------------------
+
+deployment_counts = Table(
+    "deployment_counts",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("deployment_id", String(ID), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    # cumulative since the serving process started: /predict answers, 4xx and 5xx among them
+    Column("requests", BigInteger, nullable=False),
+    Column("client_errors", BigInteger, nullable=False),
+    Column("server_errors", BigInteger, nullable=False),
+    Index(None, "deployment_id", "at"),
 )
 
 

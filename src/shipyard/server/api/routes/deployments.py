@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -18,7 +18,12 @@ from shipyard.errors import BodyTooLargeError
 from shipyard.server.api.auth import caller
 from shipyard.server.api.context import ApiContext, Caller
 from shipyard.server.api.policy import API_PREFIX
-from shipyard.server.api.schemas import NAME_PATTERN, DeploymentBody, LabelBody
+from shipyard.server.api.schemas import (
+    NAME_PATTERN,
+    DeploymentBody,
+    DeploymentCountsBody,
+    LabelBody,
+)
 from shipyard.services.deployments import DeploymentService
 
 __all__ = ["BATCH_LIMIT", "router"]
@@ -28,6 +33,8 @@ Who = Annotated[Caller, Depends(caller)]
 DeploymentId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
 BATCH_LIMIT = 64 * 1024 * 1024  # bytes of one prediction-log batch file
 _PARQUET = "application/octet-stream"  # a Parquet file
+# A heartbeat's or stop's body is optional: without one, no counts sample is recorded.
+Counts = Annotated[DeploymentCountsBody | None, Body()]
 
 
 def _deployments(request: Request) -> DeploymentService:
@@ -84,20 +91,30 @@ def switch_deployment(
 
 
 @router.post("/deployments/{deployment_id}/heartbeat")
-def beat_deployment(request: Request, deployment_id: DeploymentId, who: Who) -> JSONResponse:
-    """The caller's deployment is alive now; 409 once it was stopped."""
+def beat_deployment(
+    request: Request, deployment_id: DeploymentId, who: Who, body: Counts = None
+) -> JSONResponse:
+    """The caller's deployment is alive now; 409 once it was stopped.
+
+    The optional body holds its cumulative ``/predict`` counts, kept as a sample.
+    """
     deployments = _own(request, who)
     deployments.require_own(deployment_id)
-    deployments.heartbeat(deployment_id)
+    deployments.heartbeat(deployment_id, **(body.model_dump() if body else {}))
     return JSONResponse({"ok": True})
 
 
 @router.post("/deployments/{deployment_id}/stop")
-def stop_deployment(request: Request, deployment_id: DeploymentId, who: Who) -> JSONResponse:
-    """Record that the caller's deployment stopped (again: no change)."""
+def stop_deployment(
+    request: Request, deployment_id: DeploymentId, who: Who, body: Counts = None
+) -> JSONResponse:
+    """Record that the caller's deployment stopped (again: no change).
+
+    The optional body holds its last cumulative ``/predict`` counts.
+    """
     deployments = _own(request, who)
     deployments.require_own(deployment_id)
-    deployments.stop(deployment_id)
+    deployments.stop(deployment_id, **(body.model_dump() if body else {}))
     return JSONResponse(deployments.get(deployment_id).to_dict())
 
 

@@ -16,6 +16,7 @@ from shipyard.server.api.schemas import (
     NAME_PATTERN,
     AliasBody,
     DecisionBody,
+    ModelChangeBody,
     ModelVersionBody,
     NamePath,
     PromotionBody,
@@ -34,6 +35,21 @@ RequestId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
 def list_models(who: Who) -> JSONResponse:
     """Every registered model with its latest version and aliases."""
     return JSONResponse([m.to_dict() for m in who.services.registry.models()])
+
+
+@router.get("/models/{name}")
+def get_model(name: NamePath, who: Who) -> JSONResponse:
+    """One registered model with its description, tags, latest version and aliases."""
+    validate_name(name, what="model name")
+    return JSONResponse(who.services.registry.model(name).to_dict())
+
+
+@router.patch("/models/{name}")
+def update_model(name: NamePath, body: ModelChangeBody, who: Who) -> JSONResponse:
+    """Set a model's description and merge its tags (a null or empty value removes a tag)."""
+    validate_name(name, what="model name")
+    found = who.services.registry.update_model(name, description=body.description, tags=body.tags)
+    return JSONResponse(found.to_dict())
 
 
 @router.get("/models/{name}/versions")
