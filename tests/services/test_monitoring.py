@@ -244,3 +244,32 @@ def test_a_bad_alert_rule_in_settings_is_named(
     with build(bad) as other, pytest.raises(InvalidArgumentError, match="drift >> 2"):
         other.monitoring.run("wine@1")
     assert project.monitoring.history("wine") == []
+
+
+def test_a_run_that_fails_is_stored_as_failed_with_why(
+    wine: tuple[Shipyard, pd.DataFrame, Any],
+) -> None:
+    from pathlib import Path
+
+    from sqlalchemy import select
+
+    from shipyard.errors import CorruptBlobError
+    from shipyard.stores.metadata.schema import prediction_batches
+
+    project, X, model = wine
+    _log(project, X[:20], model.predict(X[:20]))
+    with project.metadata.read() as conn:
+        digest = conn.execute(select(prediction_batches.c.digest)).scalar_one()
+    blob = Path(project.content.blobs.root) / project.content.key_of(digest)  # type: ignore[attr-defined]
+    blob.chmod(0o644)
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.write_bytes(bytes(data))
+
+    with pytest.raises(CorruptBlobError, match=digest):
+        project.monitoring.run("wine@1", window="1h")
+    (failed,) = project.monitoring.history("wine")
+    assert failed.status == "failed" and failed.rows == 0
+    assert failed.error is not None and "CorruptBlobError" in failed.error
+    assert digest in failed.error
+    assert project.monitoring.show(failed.id).to_dict()["error"] == failed.error

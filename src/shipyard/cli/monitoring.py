@@ -64,6 +64,8 @@ def _render(run: MonitorRun) -> None:
         console.print(f"[bold red]ALERT[/] {escape(alert.message)}")
     if run.status == "no_data":
         console.print("no rows in the window: nothing was tested (status no_data)")
+    if run.error:
+        console.print(f"[red]the run failed:[/] {escape(run.error)}")
     retrain = dict(run.retrain)
     if retrain:
         for key in ("dataset", "pipeline_run", "pipeline_status", "model_version"):

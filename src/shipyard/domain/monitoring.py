@@ -215,6 +215,7 @@ class MonitorRun:
         created_by: who ran it.
         retrain: what the retraining loop did (dataset, pipeline run, model, request), or an
             empty mapping; not stored in the row, only on the run just made.
+        error: why a ``failed`` run failed.
     """
 
     id: str
@@ -234,6 +235,7 @@ class MonitorRun:
     created_at: datetime
     created_by: str
     retrain: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
 
     @property
     def model_ref(self) -> str:
@@ -261,6 +263,7 @@ class MonitorRun:
             "created_at": self.created_at.isoformat(),
             "created_by": self.created_by,
             "retrain": dict(self.retrain),
+            "error": self.error,
         }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -42,6 +43,8 @@ from shipyard.stores.metadata import SqlMetadataStore
 from shipyard.stores.metadata.schema import monitor_runs
 
 __all__ = ["MonitoringService"]
+
+_log = logging.getLogger(__name__)
 
 _MODEL_METRICS = ("accuracy", "f1", "roc_auc", "rmse", "mae", "r2")
 _LABEL_NAMES = ("target", "label", "y", "class")
@@ -136,23 +139,31 @@ class MonitoringService:
         self._cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="monitor-", dir=self._cache) as tmp:
             file = Path(tmp) / "window.parquet"
-            data: Any = current_label  # a dataset version: its files, streamed
-            ops: dict[str, float] = {}
-            deployment = None
-            if current is None:  # the log's window, streamed by DuckDB into one Parquet file
-                ops, deployment = self._export_window(version, target, file, (start, end, seconds))
-                data = [file]
-                counts = self._project.deployments.request_counts(
-                    version.name, version.version, start, end
-                )
-                ops |= error_metrics(counts)
-            report = drift.compare(ref, data, options, baseline=baseline)
-            report = _without_log_columns(report, features, target)
-            metrics = window_metrics(report) | ops
-            alerts = evaluate(rules, metrics)
-            status: MonitorStatus = "no_data" if report.current_rows == 0 else "ok"
-            if alerts and status == "ok":
-                status = "alert"
+            try:
+                data: Any = current_label  # a dataset version: its files, streamed
+                ops: dict[str, float] = {}
+                deployment = None
+                if current is None:  # the log's window, streamed by DuckDB into one Parquet file
+                    ops, deployment = self._export_window(
+                        version, target, file, (start, end, seconds)
+                    )
+                    data = [file]
+                    counts = self._project.deployments.request_counts(
+                        version.name, version.version, start, end
+                    )
+                    ops |= error_metrics(counts)
+                report = drift.compare(ref, data, options, baseline=baseline)
+                report = _without_log_columns(report, features, target)
+                metrics = window_metrics(report) | ops
+                alerts = evaluate(rules, metrics)
+                status: MonitorStatus = "no_data" if report.current_rows == 0 else "ok"
+                if alerts and status == "ok":
+                    status = "alert"
+            except (InvalidArgumentError, NotFoundError):
+                raise  # bad input: nothing is stored
+            except Exception as exc:  # the store, a blob, DuckDB: a failed run in the history
+                self._store_failed(version, ref, current_label, (start, end), exc)
+                raise
             run = self._store(
                 MonitorRun(
                     id=new_id(),
@@ -185,6 +196,42 @@ class MonitoringService:
                     )
                     run = dataclasses.replace(run, retrain=outcome)
         return run
+
+    def _store_failed(
+        self,
+        version: ModelVersion,
+        reference: str,
+        current: str,
+        window: tuple[datetime | None, datetime | None],
+        exc: BaseException,
+    ) -> None:
+        """Record a run that failed, with why; a failure to record it is only logged."""
+        run = MonitorRun(
+            id=new_id(),
+            name=version.name,
+            version=version.version,
+            deployment_id=None,
+            reference=reference,
+            current=current,
+            window_start=window[0],
+            window_end=window[1],
+            rows=0,
+            status="failed",
+            metrics={},
+            alerts=(),
+            report_digest=None,
+            html_digest=None,
+            created_at=utcnow(),
+            created_by=self._user,
+            error=f"{type(exc).__name__}: {exc}"[:2000],
+        )
+        try:
+            with self._metadata.write() as conn:
+                conn.execute(monitor_runs.insert().values(**_row(run)))
+        except Exception as failure:  # the store itself may be what failed
+            _log.warning(
+                "could not record the failed monitor run of %s: %s", run.model_ref, failure
+            )
 
     def _export_window(
         self,
@@ -466,6 +513,7 @@ def _row(run: MonitorRun) -> dict[str, Any]:
         "html_digest": run.html_digest,
         "created_at": run.created_at,
         "created_by": run.created_by,
+        "error": run.error,
     }
 
 
@@ -487,4 +535,5 @@ def _run(row: RowMapping | Mapping[str, Any]) -> MonitorRun:
         html_digest=row["html_digest"],
         created_at=row["created_at"],
         created_by=row["created_by"],
+        error=row.get("error"),
     )
