@@ -62,3 +62,39 @@ def test_an_entry_rolls_back_with_the_change_it_describes(project: Shipyard) -> 
         pass
     assert project.audit.list() == []
     assert project.audit.verify().ok
+
+
+def test_verify_detects_entries_cut_from_the_end(project: Shipyard) -> None:
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression
+
+    X = pd.DataFrame({"x": [0.0, 1.0, 2.0]})
+    model = LinearRegression().fit(X, [0.0, 1.0, 2.0])
+    for _ in range(2):
+        project.models.log_model(model, "cut", input_example=X[:1], onnx=False)
+    assert project.audit.verify().ok
+    last = project.audit.list(limit=1000)[-1]
+    assert last.action == "model.register" and last.entity_id == "cut@2"
+    with project.metadata.write() as conn:  # the newest entry goes: the chain still chains
+        conn.execute(delete(audit_log).where(audit_log.c.seq == last.seq))
+    check = project.audit.verify()
+    assert not check.ok
+    assert check.broken_at == last.seq
+    assert "cut@2" in (check.reason or "") and "missing" in (check.reason or "")
+
+
+def test_verify_detects_a_promotion_request_whose_entry_was_cut(project: Shipyard) -> None:
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression
+
+    X = pd.DataFrame({"x": [0.0, 1.0, 2.0]})
+    model = LinearRegression().fit(X, [0.0, 1.0, 2.0])
+    project.models.log_model(model, "cut", input_example=X[:1], onnx=False)
+    request = project.registry.request("cut@1", "staging", "try it")
+    last = project.audit.list(limit=1000)[-1]
+    assert last.action == "model.request"
+    with project.metadata.write() as conn:
+        conn.execute(delete(audit_log).where(audit_log.c.seq == last.seq))
+    check = project.audit.verify()
+    assert check.broken_at == last.seq
+    assert request.id in (check.reason or "")

@@ -48,8 +48,8 @@ def list_(
         None,
         "--kind",
         "-k",
-        help="Only entries about this kind of record: model_version, model_alias, "
-        "promotion_request, user, dataset_version, …",
+        help="Only entries about this kind of record: registered_model, model_version, "
+        "model_alias, promotion_request, user, dataset_version, …",
     ),
     as_json: bool = JsonOption,
 ) -> None:

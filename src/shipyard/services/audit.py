@@ -12,13 +12,15 @@ from sqlalchemy import Connection, select
 from shipyard.domain.audit import GENESIS, AuditEntry, canonical_json, entry_hash
 from shipyard.domain.ids import utcnow
 from shipyard.stores.metadata import SqlMetadataStore
-from shipyard.stores.metadata.schema import audit_log
+from shipyard.stores.metadata.schema import audit_log, model_versions, promotion_requests
 
 __all__ = ["AuditService", "ChainCheck"]
 
 # Built once: every audited write runs both (building a statement costs more than running it).
 _LAST_ENTRY = select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
 _INSERT_ENTRY = audit_log.insert()
+# Records the registry never writes without an entry of this action, in the same transaction.
+_CREATIONS = ("model.register", "model.request")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +106,15 @@ class AuditService:
             return [_entry(row._mapping) for row in conn.execute(query)]
 
     def verify(self) -> ChainCheck:
-        """Re-compute every hash; report the first entry edited, deleted or out of order."""
+        """Re-compute every hash; report the first entry edited, deleted or out of order.
+
+        A chain cut short at its end still chains, so the registry's records are checked
+        against it too: every model version must have its ``model.register`` entry and every
+        promotion request its ``model.request`` entry. Entries deleted from the end of the
+        log leave records behind that no entry describes, and are reported as missing.
+        """
         expected_seq, prev_hash, count = 1, GENESIS, 0
+        recorded: dict[str, set[str]] = {action: set() for action in _CREATIONS}
         for row in self._rows():
             count += 1
             if row["seq"] != expected_seq:
@@ -121,8 +130,34 @@ class AuditService:
             )
             if actual != row["hash"]:
                 return ChainCheck(count, row["seq"], "its content was changed after it was written")
+            if row["action"] in recorded:
+                recorded[row["action"]].add(row["entity_id"])
             expected_seq, prev_hash = expected_seq + 1, row["hash"]
+        unrecorded = self._unrecorded(recorded)
+        if unrecorded:
+            return ChainCheck(
+                count,
+                expected_seq,
+                f"entries after {count} are missing: {unrecorded} has no audit entry",
+            )
         return ChainCheck(count, None, None)
+
+    def _unrecorded(self, recorded: dict[str, set[str]]) -> str | None:
+        """The first registry record whose creating entry is not in the log, if any."""
+        with self._metadata.read() as conn:
+            for name, version in conn.execute(
+                select(model_versions.c.name, model_versions.c.version).order_by(
+                    model_versions.c.created_at
+                )
+            ):
+                if f"{name}@{version}" not in recorded["model.register"]:
+                    return f"model version {name}@{version}"
+            for (request_id,) in conn.execute(
+                select(promotion_requests.c.id).order_by(promotion_requests.c.requested_at)
+            ):
+                if request_id not in recorded["model.request"]:
+                    return f"promotion request {request_id}"
+        return None
 
     def _rows(self) -> Iterator[dict[str, Any]]:
         after = 0
