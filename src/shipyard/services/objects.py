@@ -22,7 +22,9 @@ lacks. Blobs are written on a background thread while the next bytes are read.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -634,24 +636,34 @@ class ObjectService:
     def materialise(self, manifest: str, target: Path, scratch: Path) -> Path:
         """A local folder with a manifest's files, verified; built once, then reused.
 
+        The folder's state when it was built (every file's path, size, modification and
+        change times) is kept beside it and checked on every reuse: one stat a file. A file
+        changed, removed or added there since is noticed and the folder is built again
+        from the store, so a cached copy never hands out other data than the version's.
         Concurrent callers may both build it; the first rename wins and both use it.
         """
-        if (target / ".complete").exists():
-            return target / "files"
+        files = target / "files"
+        if _intact(target):
+            return files
         scratch.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix="materialise-", dir=scratch))
         try:
             self.export_all(self.read_manifest(manifest), staging / "files")
-            (staging / ".complete").touch()
+            (staging / _SNAPSHOT).write_text(json.dumps(_snapshot(staging / "files")))
             target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists():  # a damaged copy: moved aside, then removed
+                stale = Path(tempfile.mkdtemp(prefix="stale-", dir=scratch))
+                with contextlib.suppress(FileNotFoundError):  # another caller moved it
+                    target.rename(stale / "old")
+                shutil.rmtree(stale, ignore_errors=True)
             try:
                 staging.rename(target)
             except OSError:  # another process finished first: its copy is as good
-                if not (target / ".complete").exists():
+                if not _intact(target):
                     raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        return target / "files"
+        return files
 
     def export(self, digest: str, dest: Path) -> None:
         """Write an object to a local file; it appears only once verified."""
@@ -664,6 +676,37 @@ class ObjectService:
             tmp.replace(dest)
         finally:
             tmp.unlink(missing_ok=True)
+
+
+# A materialised folder's state when it was built: JSON [[path, size, mtime, ctime], ...].
+_SNAPSHOT = ".complete"
+
+
+def _snapshot(folder: Path) -> list[list[Any]]:
+    """Every file under ``folder``: relative path, size, modification and change times (ns)."""
+    found: list[list[Any]] = []
+    skip = len(os.fspath(folder)) + 1
+    pending = [os.fspath(folder)]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                    continue
+                info = entry.stat(follow_symlinks=False)
+                name = entry.path[skip:].replace(os.sep, "/")
+                found.append([name, info.st_size, info.st_mtime_ns, info.st_ctime_ns])
+    found.sort()
+    return found
+
+
+def _intact(target: Path) -> bool:
+    """Whether a materialised folder is as it was built (False when not built yet)."""
+    try:
+        recorded = json.loads((target / _SNAPSHOT).read_text())
+        return isinstance(recorded, list) and recorded == _snapshot(target / "files")
+    except (OSError, ValueError):
+        return False
 
 
 def _record_chunk(path: Path, chunk: str, staged: StagedObjects, info: BlobInfo) -> None:
