@@ -29,8 +29,8 @@ from shipyard.server.api.schemas import (
     ScheduleLeaseBody,
     ScheduleReleaseBody,
 )
+from shipyard.services.schedule_book import ScheduleChange, ScheduleDefinition, SqlScheduleBook
 from shipyard.services.schedule_leases import Claim, SqlLeaseBook
-from shipyard.services.schedules import ScheduleChange, ScheduleDefinition, SqlScheduleBook
 
 __all__ = ["router"]
 
