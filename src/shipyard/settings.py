@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -28,6 +28,7 @@ __all__ = [
     "Settings",
     "adopt_environment",
     "find_root",
+    "point_at_project",
     "process_environment",
 ]
 
@@ -331,6 +332,25 @@ def adopt_environment(env: Mapping[str, str]) -> None:
     """Make ``env`` this process's environment (in a task's process, the driver's)."""
     os.environ.clear()
     os.environ.update(env)
+
+
+def point_at_project(root: Path) -> Callable[[], None]:
+    """Set ``SHIPYARD_PROJECT`` to ``root`` in this process; returns what puts it back.
+
+    For a command given ``-C``: the pipelines it runs (task threads, and task processes,
+    which inherit the environment) then open the same project when they call
+    ``shipyard.connect()``, wherever the working directory is.
+    """
+    before = os.environ.get("SHIPYARD_PROJECT")
+    os.environ["SHIPYARD_PROJECT"] = str(root)
+
+    def restore() -> None:
+        if before is None:
+            os.environ.pop("SHIPYARD_PROJECT", None)
+        else:
+            os.environ["SHIPYARD_PROJECT"] = before
+
+    return restore
 
 
 def find_root(start: Path) -> Path:

@@ -10,7 +10,7 @@ import typer
 
 from shipyard.app import Shipyard, build
 from shipyard.errors import NotSupportedError
-from shipyard.settings import Settings
+from shipyard.settings import Settings, point_at_project
 
 if TYPE_CHECKING:
     from shipyard.client import RemoteProject
@@ -72,6 +72,8 @@ def open_project(ctx: typer.Context, *, migrate: bool = True, remote_ok: bool = 
         )
     project = build(settings, migrate=migrate)
     ctx.call_on_close(project.close)
+    if state(ctx).project is not None:  # -C: what the command runs opens this project too
+        ctx.call_on_close(point_at_project(settings.root))
     return project
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -303,6 +303,7 @@ class PredictionRecorder(Protocol):
         inputs: list[dict[str, Any]],
         outputs: list[Any],
         latency: float,
+        probabilities: Sequence[Sequence[float]] | None = None,
     ) -> None:
         """Queue one request's rows (never blocks on I/O)."""
 
@@ -392,6 +393,7 @@ class ServingSession:
                 inputs=frame.to_records(),
                 outputs=output.predictions,
                 latency=latency,
+                probabilities=output.probabilities,  # monitoring's ROC AUC reads them
             )
         except Exception:  # the log must never fail a prediction; counted in /metrics
             self.log_errors += 1
