@@ -1,7 +1,11 @@
 """The end-to-end demo behind `make demo`: each step runs the real CLI and shows its output.
 
-It works in a fresh temporary folder on the embedded defaults (SQLite + local artifacts), so
-it never touches anything else on the machine.
+It works in a fresh temporary folder (under $TMPDIR) on the embedded defaults (SQLite + local
+artifacts), so it never touches anything else on the machine.
+
+The demo checks its own story: where an outcome it promises does not happen (the second
+pipeline run not cached, no drift, no alert, no retrained version, no pending request), it
+stops with a red line naming the step and exits 1.
 """
 
 from __future__ import annotations
@@ -14,11 +18,53 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.rule import Rule
 
 console = Console(highlight=False)
+_section = ["start"]  # the title of the step running now, for failure messages
+
+
+def section(title: str) -> None:
+    """Start a step: print its title as a rule and remember it for failure messages."""
+    _section[0] = title.strip()
+    console.print(Rule(f"[bold]{title}"))
+
+
+def fail(message: str) -> NoReturn:
+    """Stop the demo with exit code 1 and a red line naming the step that went wrong."""
+    console.print(f"[bold red]demo failed at step {_section[0]!r}:[/] {message}", soft_wrap=True)
+    raise SystemExit(1)
+
+
+def done(outcome: str) -> None:
+    """Print an outcome the story promised, checked."""
+    console.print(f"  [green]✓[/green] {outcome}", soft_wrap=True)
+
+
+def check(ok: bool, outcome: str, missing: str) -> None:
+    """Print ``outcome`` when ``ok``; else stop the demo saying what is ``missing``."""
+    if not ok:
+        fail(missing)
+    done(outcome)
+
+
+def shipyard(*args: str, cwd: Path, user: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in the project, as USER, with no SHIPYARD_* setting from outside."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
+    env["COLUMNS"] = "110"
+    if user:
+        env["SHIPYARD_USER"] = user
+    return subprocess.run(
+        [sys.executable, "-m", "shipyard", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def step(
@@ -31,28 +77,25 @@ def step(
 ) -> str:
     """Run `shipyard ARGS` in the project (as USER), show the command and its output."""
     if title:
-        console.print(Rule(f"[bold]{title}"))
+        section(title)
     who = f"SHIPYARD_USER={user} " if user else ""
     console.print(f"[cyan]$ {who}shipyard {shlex.join(args)}[/cyan]")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
-    env["COLUMNS"] = "110"
-    if user:
-        env["SHIPYARD_USER"] = user
-    result = subprocess.run(
-        [sys.executable, "-m", "shipyard", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = shipyard(*args, cwd=cwd, user=user)
     output = result.stdout + result.stderr
     if show or result.returncode != expect:
         console.print(output.rstrip(), markup=False, soft_wrap=True)
     if result.returncode != expect:
-        console.print(f"[red]demo step failed with exit code {result.returncode}[/red]")
-        raise SystemExit(1)
+        fail(f"`shipyard {shlex.join(args)}` exited {result.returncode}, expected {expect}")
     return result.stdout
+
+
+def query(*args: str, cwd: Path) -> Any:
+    """The JSON answer of `shipyard ARGS --json`, run quietly to check an outcome."""
+    result = shipyard(*args, "--json", cwd=cwd)
+    if result.returncode != 0:
+        console.print((result.stdout + result.stderr).rstrip(), markup=False, soft_wrap=True)
+        fail(f"`shipyard {shlex.join(args)} --json` exited {result.returncode}")
+    return json.loads(result.stdout)
 
 
 def main() -> None:
@@ -134,6 +177,7 @@ def main() -> None:
             "metrics.accuracy desc",
             cwd=root,
         )
+        check_two_models(root, best)
         step("13. the registered versions", "models", "versions", "wine-classifier", cwd=root)
         step(
             "14. users: alice is admin, bob approves",
@@ -159,7 +203,13 @@ def main() -> None:
             cwd=root,
             user="alice",
         )
-        request_id = json.loads(out)["id"]
+        request = json.loads(out)
+        request_id = request["id"]
+        check(
+            request["status"] == "pending",
+            f"request {request_id} for {best} -> production is pending",
+            f"the promotion request is {request['status']!r}, not pending",
+        )
         step(
             "   she cannot approve her own request (two-person rule): exit 4",
             "models",
@@ -169,6 +219,7 @@ def main() -> None:
             user="alice",
             expect=4,
         )
+        done("alice's self-approval was refused (exit 4)")
         step(
             "16. bob approves it",
             "models",
@@ -179,16 +230,47 @@ def main() -> None:
             cwd=root,
             user="bob",
         )
-        step("17. where production came from", "lineage", "wine-classifier@production", cwd=root)
+        production = query("models", "show", "wine-classifier@production", cwd=root)["ref"]
+        check(
+            production == best,
+            f"bob approved: wine-classifier@production is {production}",
+            f"after bob's approval production is {production}, not {best}",
+        )
+        out = step(
+            "17. where production came from", "lineage", "wine-classifier@production", cwd=root
+        )
+        check(
+            "wine@2" in out,
+            "lineage leads from production back to the dataset wine@2",
+            "the lineage of wine-classifier@production does not name the dataset wine@2",
+        )
         step("18. the audit log is intact", "audit", "verify", cwd=root)
         step("19. check every blob and reference", "fsck", cwd=root)
         step("20. blobs nothing references", "gc", "--dry-run", cwd=root)
-        serve_and_monitor(root)
-        console.print(Rule("[green]demo finished"))
+        serve_and_monitor(root, production)
+        console.print(Rule("[green]demo finished: every outcome checked"))
+
+
+def check_two_models(root: Path, best: str) -> None:
+    """Both candidates were tracked as runs, and the more accurate one was registered."""
+    runs = query("runs", "list", "--experiment", "wine", cwd=root)["runs"]
+    accuracy = {r["id"]: r["metrics"]["accuracy"]["value"] for r in runs}
+    names = sorted(r["name"] for r in runs)
+    check(
+        names == ["LogisticRegression", "RandomForestClassifier"],
+        "two models trained: " + " and ".join(names),
+        f"expected one run per candidate model, found {names}",
+    )
+    version = query("models", "show", best, cwd=root)
+    check(
+        accuracy.get(version["run_id"]) == max(accuracy.values()),
+        f"the better one (accuracy {max(accuracy.values()):.3f}) is registered as {best}",
+        f"{best} comes from run {version['run_id']}, not from the most accurate run",
+    )
 
 
 def train_in_a_pipeline(root: Path) -> str:
-    """Run the training pipeline twice (the second run is all cached); show its DAG.
+    """Run the training pipeline twice (the second run comes from the cache); show its DAG.
 
     Returns:
         The reference of the model version the pipeline registered.
@@ -210,8 +292,14 @@ def train_in_a_pipeline(root: Path) -> str:
     console.print(
         f"  run {first['id']}: {first['status']} in {first['duration']:.1f} s -> {first['result']}"
     )
+    model = first["result"].get("model") if isinstance(first["result"], dict) else None
+    check(
+        isinstance(model, str) and model.startswith("wine-classifier@"),
+        f"the pipeline registered {model}",
+        f"the pipeline's result names no registered model: {first['result']!r}",
+    )
     out = step(
-        "10. run it again: same data, same code, every task comes from the cache",
+        "10. run it again: same data, same code; every task but the data gate is cached",
         "run",
         target,
         "--param",
@@ -223,20 +311,34 @@ def train_in_a_pipeline(root: Path) -> str:
     )
     second = json.loads(out)
     console.print(f"  run {second['id']}: {second['status']} in {second['duration']:.1f} s")
+    tasks = query("pipelines", "show", second["id"], cwd=root)["tasks"]
+    # validate is not cached on purpose: the gate checks every run (see wine_pipeline.py).
+    rerun = sorted({t["task"] for t in tasks if t["status"] != "cached"})
+    check(
+        rerun == ["validate"],
+        f"{len(tasks) - 1} of {len(tasks)} tasks came from the cache; only validate ran again",
+        "the second run should take every task but validate from the cache; not from the "
+        f"cache: {', '.join(rerun) or 'none'}",
+    )
+    check(
+        second["result"] == first["result"],
+        f"nothing new was registered: the result is still {model}",
+        f"the second run's result {second['result']!r} differs from the first's",
+    )
     step(
         "11. the second run's DAG (and a timeline as HTML)",
         "pipelines",
         "show",
         second["id"],
-        "--html",
-        "pipeline.html",
         cwd=root,
     )
-    return str(first["result"]["model"])
+    step("", "pipelines", "show", second["id"], "--html", "pipeline.html", cwd=root)
+    return str(model)
 
 
-def serve_and_monitor(root: Path) -> None:
+def serve_and_monitor(root: Path, production: str) -> None:
     """Serve production, send normal then shifted traffic, monitor it: drift, alert, retrain."""
+    import signal
     import socket
     import time
 
@@ -248,7 +350,7 @@ def serve_and_monitor(root: Path) -> None:
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     args = ["serve", "wine-classifier@production", "--port", str(port)]
-    console.print(Rule("[bold]21. serve the production model in the background"))
+    section("21. serve the production model in the background")
     console.print(f"[cyan]$ shipyard {shlex.join(args)} &[/cyan]")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
     server = subprocess.Popen(
@@ -264,21 +366,20 @@ def serve_and_monitor(root: Path) -> None:
         while True:
             if server.poll() is not None:
                 console.print((server.stderr.read() if server.stderr else "").rstrip())
-                console.print("[red]the model server did not start[/red]")
-                raise SystemExit(1)
+                fail(f"the model server exited with code {server.returncode} before it was ready")
             try:
                 if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                console.print("[red]the model server was not ready within 60 s[/red]")
-                raise SystemExit(1)
+                fail("the model server was not ready within 60 s")
             time.sleep(0.2)
+        done(f"{production} answers on {url}")
         wine = load_wine(as_frame=True)
         normal = wine.data.sample(60, random_state=1)
         shifted = wine.data.sample(120, random_state=2) * 1.3  # a new supplier's units
-        console.print(Rule("[bold]22. traffic: 60 usual rows, then 120 shifted ones, with labels"))
+        section("22. traffic: 60 usual rows, then 120 shifted ones, with labels")
         labels: dict[str, int] = {}
         with httpx.Client(base_url=url, timeout=30) as client:
             for frame in (normal, shifted):
@@ -286,14 +387,26 @@ def serve_and_monitor(root: Path) -> None:
                     answer = client.post("/predict", json={"records": [row.to_dict()]})
                     answer.raise_for_status()
                     labels[answer.json()["request_id"]] = int(wine.target[index])
-            client.post("/feedback", json={"labels": labels}).raise_for_status()
-            console.print(f"  {len(labels)} requests answered, {len(labels)} labels sent back")
-            console.print(Rule("[bold]23. what Prometheus scrapes from /metrics (a few lines)"))
+            feedback = client.post("/feedback", json={"labels": labels})
+            feedback.raise_for_status()
+            stored = feedback.json()["stored"]
+            check(
+                len(labels) == 180 and stored == len(labels),
+                f"{len(labels)} requests answered, {stored} labels sent back and stored",
+                f"{len(labels)} distinct requests answered and {stored} labels stored, not 180",
+            )
+            section("23. what Prometheus scrapes from /metrics (a few lines)")
             console.print(f"[cyan]$ curl {url}/metrics[/cyan]")
             wanted = ("shipyard_requests_total{", "shipyard_model_info", "shipyard_request_dur")
             lines = client.get("/metrics").text.splitlines()
             shown = [x for x in lines if x.startswith(wanted) and "_bucket" not in x]
             console.print("\n".join(shown[:8]), markup=False)
+            answered = 'shipyard_requests_total{endpoint="/predict",status="200"} 180'
+            check(
+                answered in lines,
+                "/metrics counts the 180 answered predictions",
+                f"/metrics has no line {answered!r}",
+            )
     finally:
         server.terminate()  # SIGTERM: drain, flush the prediction log, mark it stopped
         try:
@@ -301,8 +414,14 @@ def serve_and_monitor(root: Path) -> None:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+    # uvicorn re-raises the SIGTERM it drained on: that exit is a clean stop too.
+    check(
+        server.returncode in (0, -signal.SIGTERM),
+        "the server stopped on SIGTERM: requests drained, prediction log flushed",
+        f"the model server did not stop cleanly on SIGTERM (exit code {server.returncode})",
+    )
     configure_monitoring(root)
-    step(
+    out = step(
         "24. monitor the last hour: drift, the alert, and the retraining loop",
         "monitor",
         "run",
@@ -314,12 +433,57 @@ def serve_and_monitor(root: Path) -> None:
         cwd=root,
         user="alice",
     )
+    retrained = check_monitoring(root, production, out)
     step(
         "25. the promotion request the loop filed waits for an approver",
         "models",
         "requests",
         cwd=root,
     )
+    pending = query("models", "requests", "--model", "wine-classifier", cwd=root)
+    check(
+        any(r["model_version"] == retrained and r["target"] == "production" for r in pending),
+        f"a request for {retrained} -> production is pending an approver",
+        f"no pending promotion request for {retrained}: {[r['model_version'] for r in pending]}",
+    )
+
+
+def check_monitoring(root: Path, production: str, output: str) -> str:
+    """Drift was found on the shifted traffic, the alert fired, and retraining made N+1.
+
+    Returns:
+        The retrained model version's reference.
+    """
+    run = query("monitor", "history", "wine-classifier", "--limit", "1", cwd=root)[0]
+    metrics = run["metrics"]
+    drifted = int(metrics.get("drifted_columns", 0))
+    tested = sum(1 for key in metrics if key.startswith("drift_score."))
+    check(
+        metrics.get("dataset_drift") == 1,
+        f"drift found: {drifted} of {tested} features drifted in {run['rows']} logged rows",
+        f"no dataset drift on the shifted traffic: {drifted} of {tested} features drifted "
+        f"in {run['rows']} logged rows",
+    )
+    fired = [a["rule"] for a in run["alerts"]]
+    check(
+        run["status"] == "alert" and any(r.startswith("drift_share") for r in fired),
+        "the alert fired: " + ", ".join(fired),
+        f"the drift_share alert did not fire (status {run['status']}, alerts {fired})",
+    )
+    name, _, number = production.rpartition("@")
+    retrained = f"{name}@{int(number) + 1}"
+    versions = [v["ref"] for v in query("models", "versions", name, cwd=root)]
+    if retrained not in versions:
+        why = [x for x in output.splitlines() if x.startswith("retraining stopped")]
+        runs = [x.split()[-1] for x in output.splitlines() if x.startswith("retrain pipeline run:")]
+        if runs:  # say which task failed and how, from the pipeline run's record
+            tasks = query("pipelines", "show", runs[0], cwd=root)["tasks"]
+            for task in tasks:
+                if task["status"] == "failed" and task["error"]:  # the traceback's last line
+                    why.append(f"task {task['key']}: {task['error'].strip().splitlines()[-1]}")
+        fail(f"retraining made no {retrained} (versions: {', '.join(versions)}); {'; '.join(why)}")
+    done(f"the retraining pipeline registered {retrained}")
+    return retrained
 
 
 def configure_monitoring(root: Path) -> None:

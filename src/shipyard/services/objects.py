@@ -651,6 +651,8 @@ class ObjectService:
             self.export_all(self.read_manifest(manifest), staging / "files")
             (staging / _SNAPSHOT).write_text(json.dumps(_snapshot(staging / "files")))
             target.parent.mkdir(parents=True, exist_ok=True)
+            if _intact(target):  # another caller finished first, and may be reading it now
+                return files
             if target.exists():  # a damaged copy: moved aside, then removed
                 stale = Path(tempfile.mkdtemp(prefix="stale-", dir=scratch))
                 with contextlib.suppress(FileNotFoundError):  # another caller moved it
