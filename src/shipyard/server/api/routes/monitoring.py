@@ -69,6 +69,7 @@ def _monitoring_as(request: Request, who: Caller) -> MonitoringService:
         runs=bound.runs,
         lineage=p.lineage,
         predictions=p.predictions,
+        deployments=p.deployments,  # read only: the servers' request counts of the window
     )
     return MonitoringService(
         p.metadata,
