@@ -20,7 +20,7 @@ from shipyard.errors import BackendError
 
 __all__ = ["LogWindow"]
 
-_MEMORY_LIMIT = "1GB"  # DuckDB spills to the scratch folder beyond this
+_MEMORY_LIMIT = "256MB"  # DuckDB spills to the scratch folder beyond this
 _EXACT_QUANTILES_UP_TO = 1_000_000  # requests; above, t-digest quantiles in bounded memory
 _QUANTILES = (("latency_p50_ms", 0.5), ("latency_p95_ms", 0.95), ("latency_p99_ms", 0.99))
 
