@@ -20,22 +20,30 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from shipyard.domain.ids import new_id, utcnow
-from shipyard.domain.predictions import Logged, columns_of, sampled
+from shipyard.domain.predictions import InputBlock, Logged, columns_of, sampled
 from shipyard.domain.references import validate_name
 from shipyard.errors import InvalidArgumentError
 from shipyard.stores.artifacts.content import ContentStore
 from shipyard.stores.metadata import SqlMetadataStore
 from shipyard.stores.metadata.schema import prediction_batches
 
-__all__ = ["BatchSink", "PredictionLog", "StoredBatches", "batch_table", "batch_types"]
+__all__ = [
+    "BatchSink",
+    "PredictionLog",
+    "StoredBatches",
+    "batch_table",
+    "batch_types",
+    "sliced_table",
+]
 
 _log = logging.getLogger(__name__)
 _RETRIES = (0.2, 1.0, 5.0)  # seconds between attempts to store a batch before dropping it
+_SLICE = 250  # requests a batch is built in at a time (see sliced_table)
 
 
 class BatchSink(Protocol):
@@ -169,7 +177,7 @@ class PredictionLog:
         request_id: str,
         at: float,
         version: int,
-        inputs: list[dict[str, Any]],
+        inputs: Sequence[Mapping[str, Any]] | InputBlock,
         outputs: list[Any],
         latency: float,
         probabilities: Sequence[Sequence[float]] | None = None,
@@ -182,7 +190,8 @@ class PredictionLog:
             request_id: the request's id (what feedback labels refer to).
             at: when the request arrived, in seconds since the epoch.
             version: the model version that answered.
-            inputs: the request's input rows, one mapping of field to value each.
+            inputs: the request's input rows, one mapping of field to value each, or one
+                ``InputBlock`` (a matrix and its column names).
             outputs: the model's output for each input row.
             latency: seconds the request took.
             probabilities: class probabilities of each row, stored as ``probability_<i>``.
@@ -336,7 +345,7 @@ class PredictionLog:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = batch_table(batch, self.deployment_id)
+        table = sliced_table(batch, self.deployment_id)
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd")
         times = [e.at for e in batch]
@@ -362,6 +371,29 @@ def batch_types() -> dict[str, Any]:
         "version": pa.int32(),
         "latency_ms": pa.float64(),
     }
+
+
+def sliced_table(batch: Sequence[Logged], deployment_id: str) -> Any:
+    """``batch_table`` built ``_SLICE`` requests at a time, handing the GIL over in between.
+
+    Building a batch is Python work on the writer thread; in one piece it keeps the serving
+    thread waiting for the GIL up to a switch interval at every hand-over, for the whole
+    build. Slices with a ``sleep(0)`` between them let the event loop in every few
+    hundred microseconds. Slices that Arrow cannot join (a column of numbers in one, of text
+    in another) are built again in one piece, as ``batch_table`` types such a column.
+    """
+    import pyarrow as pa
+
+    if len(batch) <= _SLICE:
+        return batch_table(batch, deployment_id)
+    tables = []
+    for start in range(0, len(batch), _SLICE):
+        tables.append(batch_table(batch[start : start + _SLICE], deployment_id))
+        time.sleep(0)  # the serving thread takes the GIL now if it waits for it
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return batch_table(batch, deployment_id)
 
 
 def batch_table(batch: Sequence[Logged], deployment_id: str) -> Any:

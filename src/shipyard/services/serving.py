@@ -22,6 +22,7 @@ import numpy as np
 from shipyard.domain.deployments import RequestCounts
 from shipyard.domain.lineage import Node
 from shipyard.domain.models import ModelVersion
+from shipyard.domain.predictions import InputBlock
 from shipyard.domain.references import Reference
 from shipyard.errors import InvalidArgumentError, NotSupportedError
 from shipyard.services.flavors.base import LoadedModel
@@ -300,7 +301,7 @@ class PredictionRecorder(Protocol):
         request_id: str,
         at: float,
         version: int,
-        inputs: list[dict[str, Any]],
+        inputs: Sequence[Mapping[str, Any]] | InputBlock,
         outputs: list[Any],
         latency: float,
         probabilities: Sequence[Sequence[float]] | None = None,
@@ -390,7 +391,11 @@ class ServingSession:
                 request_id=request_id,
                 at=at,
                 version=version,
-                inputs=frame.to_records(),
+                inputs=(
+                    InputBlock(frame.names, frame.matrix)
+                    if frame.matrix is not None
+                    else frame.to_records()
+                ),
                 outputs=output.predictions,
                 latency=latency,
                 probabilities=output.probabilities,  # monitoring's ROC AUC reads them
