@@ -20,6 +20,7 @@ from shipyard.domain.diffs import (
 )
 from shipyard.domain.profiles import ColumnProfile, TableProfile
 from shipyard.errors import InvalidArgumentError
+from shipyard.services.sql_quoting import sql_name
 from shipyard.services.tables import add_source, check_csv_width, input_errors, open_table
 
 __all__ = ["TableSide", "diff_versions"]
@@ -128,10 +129,6 @@ def _schema_changes(old: dict[str, str], new: dict[str, str]) -> tuple[ColumnCha
     return tuple(changes)
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = con.sql(sql).to_arrow_table().to_pylist()
     return [{k: _plain(v) for k, v in r.items()} for r in records]
@@ -158,12 +155,12 @@ def _row_changes(
 
     def value(column: str) -> str:
         retyped = old_types[column] != new_types[column]
-        return f"CAST({_q(column)} AS VARCHAR)" if retyped else _q(column)
+        return f"CAST({sql_name(column)} AS VARCHAR)" if retyped else sql_name(column)
 
     digest = f"hash({', '.join(value(c) for c in compared)})" if compared else "0"
     if not keys:
         return _multiset_changes(con, old, new, digest)
-    key_list = ", ".join(_q(k) for k in keys)
+    key_list = ", ".join(sql_name(k) for k in keys)
     for side, sql in (("old", old), ("new", new)):
         dupes = con.execute(
             f"SELECT count(*) - count(DISTINCT ({key_list})) FROM {sql}"
@@ -173,7 +170,7 @@ def _row_changes(
                 f"key {', '.join(keys)} is not unique in the {side} version "
                 f"({dupes[0]:,} repeated rows): choose a key that identifies one row"
             )
-    on = " AND ".join(f"o.{_q(k)} IS NOT DISTINCT FROM n.{_q(k)}" for k in keys)
+    on = " AND ".join(f"o.{sql_name(k)} IS NOT DISTINCT FROM n.{sql_name(k)}" for k in keys)
     hashed = f"SELECT {key_list}, {digest} AS _h, true AS _p FROM"
     counts = con.execute(
         f"SELECT count(*) FILTER (WHERE o._p IS NULL), count(*) FILTER (WHERE n._p IS NULL), "
@@ -202,9 +199,10 @@ def _changed_samples(
     if not compared:
         return []
     pairs = ", ".join(
-        f"o.{_q(c)} AS {_q('old.' + c)}, n.{_q(c)} AS {_q('new.' + c)}" for c in compared
+        f"o.{sql_name(c)} AS {sql_name('old.' + c)}, n.{sql_name(c)} AS {sql_name('new.' + c)}"
+        for c in compared
     )
-    key_cols = ", ".join(f"n.{_q(k)}" for k in keys)
+    key_cols = ", ".join(f"n.{sql_name(k)}" for k in keys)
     rows = _rows(
         con,
         f"SELECT {key_cols}, {pairs} FROM (SELECT *, {digest} AS _h FROM {old}) o "
@@ -278,7 +276,7 @@ def _column_deltas(
 def _psi(
     con: duckdb.DuckDBPyConnection, old: str, new: str, a: ColumnProfile, b: ColumnProfile
 ) -> float | None:
-    column = _q(a.name)
+    column = sql_name(a.name)
     if a.kind == "numeric" and a.histogram is not None and b.kind == "numeric":
         edges = a.histogram.edges
         inner = edges[1:-1]

@@ -38,6 +38,7 @@ from shipyard.domain.drift_sketches import (
     TableSketch,
 )
 from shipyard.errors import InvalidArgumentError
+from shipyard.services.sql_quoting import sql_name
 
 __all__ = [
     "BATCH_ROWS",
@@ -160,7 +161,7 @@ def _file_source(paths: list[Path], fmt: str | None, label: str | None) -> Table
         rows = int(con.sql(f"SELECT count(*) FROM {source}").fetchall()[0][0])
 
     def stream(columns: Sequence[str]) -> Iterator[Batch]:
-        listed = ", ".join('"' + c.replace('"', '""') + '"' for c in columns) or "1 AS _one"
+        listed = ", ".join(sql_name(c) for c in columns) or "1 AS _one"
         with open_table(files, fmt) as (con, source):
             # a scan needs a few batches in flight, not the session's default 1 GB: DuckDB
             # would otherwise read ahead more as the window grows

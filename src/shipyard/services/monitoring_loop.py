@@ -146,13 +146,15 @@ def _without_predictions(window: Path, dest: Path) -> Path:
     import duckdb
     import pyarrow.parquet as pq
 
+    from shipyard.services.sql_quoting import sql_name, sql_text
+
     names = [n for n in pq.read_schema(window).names if not _is_prediction(n)]
-    listed = ", ".join('"' + n.replace('"', '""') + '"' for n in names)
-    source, target = (str(p).replace("'", "''") for p in (window, dest))
+    listed = ", ".join(sql_name(n) for n in names)
     con = duckdb.connect(config={"memory_limit": "1GB", "preserve_insertion_order": False})
     try:
         con.execute(
-            f"COPY (SELECT {listed} FROM read_parquet('{source}')) TO '{target}' "
+            f"COPY (SELECT {listed} FROM read_parquet({sql_text(str(window))})) "
+            f"TO {sql_text(str(dest))} "
             "(FORMAT parquet, COMPRESSION zstd)"
         )
     finally:

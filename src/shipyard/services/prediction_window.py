@@ -17,20 +17,13 @@ from typing import Any
 
 from shipyard.domain.predictions import BASE_COLUMNS, LABEL
 from shipyard.errors import BackendError
+from shipyard.services.sql_quoting import sql_name, sql_text
 
 __all__ = ["LogWindow"]
 
 _MEMORY_LIMIT = "256MB"  # DuckDB spills to the scratch folder beyond this
 _EXACT_QUANTILES_UP_TO = 1_000_000  # requests; above, t-digest quantiles in bounded memory
 _QUANTILES = (("latency_p50_ms", 0.5), ("latency_p95_ms", 0.95), ("latency_p99_ms", 0.99))
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _name(column: str) -> str:
-    return '"' + column.replace('"', '""') + '"'
 
 
 class LogWindow:
@@ -70,10 +63,10 @@ class LogWindow:
             if files:
                 where = []
                 if since is not None:
-                    where.append(f'p."at" >= TIMESTAMPTZ {_literal(since.isoformat())}')
+                    where.append(f'p."at" >= TIMESTAMPTZ {sql_text(since.isoformat())}')
                 if until is not None:
-                    where.append(f'p."at" < TIMESTAMPTZ {_literal(until.isoformat())}')
-                listed = ", ".join(_literal(str(f)) for f in files)
+                    where.append(f'p."at" < TIMESTAMPTZ {sql_text(until.isoformat())}')
+                listed = ", ".join(sql_text(str(f)) for f in files)
                 self._con.execute(
                     "CREATE VIEW predictions AS SELECT p.*, l.label FROM "
                     f"read_parquet([{listed}], union_by_name = true) AS p "
@@ -125,10 +118,10 @@ class LogWindow:
         """
         if not columns:
             raise ValueError("export needs at least one column")
-        select = ", ".join(f"{_name(src)} AS {_name(dst)}" for src, dst in columns.items())
+        select = ", ".join(f"{sql_name(src)} AS {sql_name(dst)}" for src, dst in columns.items())
         query = f"SELECT {select} FROM predictions" + _version_filter(version, "WHERE")
-        self._run(f"COPY ({query}) TO {_literal(str(dest))} (FORMAT parquet, COMPRESSION zstd)")
-        count = self._run(f"SELECT count(*) FROM read_parquet({_literal(str(dest))})").fetchone()
+        self._run(f"COPY ({query}) TO {sql_text(str(dest))} (FORMAT parquet, COMPRESSION zstd)")
+        count = self._run(f"SELECT count(*) FROM read_parquet({sql_text(str(dest))})").fetchone()
         return int(count[0]) if count else 0
 
     def operations(self, *, version: int | None, seconds: float | None) -> dict[str, float]:

@@ -13,6 +13,7 @@ from shipyard.domain.datasets import DatasetVersion
 from shipyard.domain.ids import as_utc, utcnow
 from shipyard.domain.profiles import TableProfile
 from shipyard.errors import InvalidArgumentError, NotFoundError
+from shipyard.services.sql_quoting import sql_name
 
 __all__ = ["load_checks", "run_checks"]
 
@@ -94,10 +95,6 @@ def run_checks(
 Query = Callable[[str], list[tuple[Any, ...]]]
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _literal(value: Any) -> str:
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
@@ -116,7 +113,7 @@ def _missing_columns(check: Check, columns: Mapping[str, Any]) -> list[str]:
 def _failing(
     check: Check, source: str, query: Query, condition: str, expected: Any, what: str
 ) -> CheckResult:
-    column = _ident(str(check.column))
+    column = sql_name(str(check.column))
     bad = query(f"SELECT count(*) FROM {source} WHERE {condition}")[0][0]
     examples: tuple[Any, ...] = ()
     if bad:
@@ -142,7 +139,7 @@ def _not_null(
 def _unique(
     check: Check, _v: DatasetVersion, _p: TableProfile, source: str, query: Query, _now: datetime
 ) -> CheckResult:
-    cols = ", ".join(_ident(c) for c in check.params["columns"])
+    cols = ", ".join(sql_name(c) for c in check.params["columns"])
     dupes = query(
         f"SELECT count(*), coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {source} "
         f"GROUP BY {cols} HAVING count(*) > 1)"
@@ -166,7 +163,7 @@ def _range(
     query: Query,
     _now: datetime,
 ) -> CheckResult:
-    column = _ident(str(check.column))
+    column = sql_name(str(check.column))
     parts = []
     if "min" in check.params:
         parts.append(f"{column} < {_literal(check.params['min'])}")
@@ -185,7 +182,7 @@ def _range(
 def _allowed(
     check: Check, _v: DatasetVersion, _p: TableProfile, source: str, query: Query, _now: datetime
 ) -> CheckResult:
-    column = _ident(str(check.column))
+    column = sql_name(str(check.column))
     values = ", ".join(_literal(v) for v in check.params["values"])
     condition = f"{column} IS NOT NULL AND CAST({column} AS VARCHAR) NOT IN ({values})"
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in check.params["values"]):
@@ -198,7 +195,7 @@ def _regex(
 ) -> CheckResult:
     import duckdb
 
-    column = _ident(str(check.column))
+    column = sql_name(str(check.column))
     pattern = _literal(check.params["pattern"])
     try:  # DuckDB speaks RE2, which lacks some of Python's syntax (look-arounds, backreferences)
         query(f"SELECT regexp_full_match('', {pattern})")
@@ -253,7 +250,7 @@ def _freshness(
         newest = version.card.fetched_at or version.created_at
         what = "fetched"
     else:
-        value = query(f"SELECT max({_ident(check.column)}) FROM {source}")[0][0]
+        value = query(f"SELECT max({sql_name(check.column)}) FROM {source}")[0][0]
         if value is None:
             return CheckResult(check, False, None, str(max_age), "the column holds no time")
         if not isinstance(value, datetime):
