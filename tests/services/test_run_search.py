@@ -148,7 +148,7 @@ def test_a_run_with_thousands_of_metrics_does_not_make_a_page_scan_them(tmp_path
             run.log_metrics({f"k{i}": 1.0 for i in range(3000)})
         project.metadata.refresh_statistics(max_age=0)
         page = [r.id for r in project.runs.search(filter="metrics.auc >= 0")]
-        sql = run_search._IDS.format(values=",".join(["(?)"] * len(page))) + run_search._DETAILS
+        sql = run_search._IDS.format(values=",".join(["(?)"] * len(page))) + run_search._METRICS
         with project.metadata.read() as conn:
             plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", tuple(page)).all()
     steps = [str(row[-1]) for row in plan]
@@ -170,3 +170,18 @@ def test_a_search_asked_again_reads_fresh_rows_and_equal_numbers_stay_apart(
         run.log_param("p", "1")
     found = project.runs.search("memo", filter="params.p = 1")
     assert sorted(r.name for r in found) == ["later", "p-1"]
+
+
+def test_found_runs_carry_their_times_as_aware_utc_datetimes(project: Shipyard) -> None:
+    from datetime import UTC, datetime
+
+    before = datetime.now(UTC)
+    with project.runs.start_run("times", capture=False) as run:
+        run.log_metric("auc", 0.5)
+    after = datetime.now(UTC)
+    (found,) = project.runs.search("times")
+    assert found.start_time.utcoffset() is not None and found.start_time.utcoffset().seconds == 0
+    assert before <= found.start_time <= found.end_time <= after
+    frame = project.runs.search("times").to_arrow()
+    assert str(frame.schema.field("start_time").type) == "timestamp[us, tz=UTC]"
+    assert frame.column("start_time")[0].as_py() == found.start_time

@@ -35,6 +35,7 @@ from shipyard.domain.metrics import MetricHistory
 from shipyard.domain.numbers import float_from_json, json_float
 from shipyard.domain.records import from_record
 from shipyard.domain.runs import Experiment, MetricSummary, Run, RunArtifact
+from shipyard.services.gc_pause import gc_paused
 from shipyard.services.metrics import MetricPoint
 from shipyard.services.objects import LocalFile
 from shipyard.services.run_artifacts import ArtifactReads
@@ -159,8 +160,9 @@ class RemoteRunService(ArtifactReads):
             params["order_by"] = [order_by] if isinstance(order_by, str) else list(order_by)
         if page_token:
             params["page_token"] = page_token
-        page = self._client.call("GET", "/runs", params=params)
-        return RunPage([_run(r) for r in page["runs"]], page["next_page_token"])
+        with gc_paused():  # a page of thousands of runs is tens of thousands of objects
+            page = self._client.call("GET", "/runs", params=params)
+            return RunPage([_run(r) for r in page["runs"]], page["next_page_token"])
 
     def artifacts(self, run_id: str) -> list[RunArtifact]:
         """The files a run logged."""

@@ -14,6 +14,7 @@ from shipyard.server.api.fast_json import FastJSONResponse
 from shipyard.server.api.policy import API_PREFIX
 from shipyard.server.api.schemas import EndRunBody, LogBatchBody, RunCreateBody, RunIdPath
 from shipyard.services import run_writes
+from shipyard.services.gc_pause import gc_paused
 
 __all__ = ["router"]
 
@@ -63,9 +64,10 @@ def search_runs(
     for name in experiment or ():
         validate_name(name, what="experiment name")
     page = who.services.runs.search(experiment, filter, order_by, max_results, page_token)
-    return FastJSONResponse(
-        {"runs": [r.to_dict() for r in page], "next_page_token": page.next_page_token}
-    )
+    with gc_paused():  # see gc_pause: thousands of runs become tens of thousands of objects
+        return FastJSONResponse(
+            {"runs": [r.to_dict() for r in page], "next_page_token": page.next_page_token}
+        )
 
 
 @router.get("/runs/{run_id}")
