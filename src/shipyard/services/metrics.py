@@ -13,6 +13,7 @@ from sqlalchemy import Connection, and_, bindparam, func, select
 from shipyard.domain.metrics import CHUNK_POINTS, POINT, MetricHistory, pack, unpack
 from shipyard.domain.runs import MetricSummary
 from shipyard.errors import NotFoundError
+from shipyard.services.gc_pause import gc_paused
 from shipyard.stores.metadata import SqlMetadataStore
 from shipyard.stores.metadata.schema import metric_chunks, metric_latest
 
@@ -36,43 +37,48 @@ class MetricStore:
         """
         if not points:
             return
+        with gc_paused():  # thousands of small rows at once (see gc_pause)
+            self._append(conn, run_id, points)
+
+    def _append(self, conn: Connection, run_id: str, points: Sequence[MetricPoint]) -> None:
         by_key: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
         for key, step, timestamp, value in points:
             by_key[key].append((step, timestamp, value))
         keys = sorted(by_key)
-        tails = self._tails(conn, run_id, keys)
-        latest = self._latest(conn, run_id, keys)
-        inserts: list[dict[str, Any]] = []
+        if self._has_metrics(conn, run_id):
+            tails = self._tails(conn, run_id, keys)
+            latest = self._latest(conn, run_id, keys)
+        else:  # a run's first metrics: no chunk to extend, no summary to merge
+            tails, latest = {}, {}
+        # Every point packed in one array, key after key; a key's points are a slice of it.
+        flat: list[tuple[int, float, float]] = []
+        spans: list[tuple[str, int, int]] = []
+        for key in keys:
+            spans.append((key, len(flat), len(by_key[key])))
+            flat += by_key[key]
+        raw = pack(np.array(flat, dtype=POINT))
+        size = POINT.itemsize
+        inserts: list[tuple[Any, ...]] = []
         updates: list[dict[str, Any]] = []
         summaries: list[dict[str, Any]] = []
-        for key in keys:
-            new = np.array(by_key[key], dtype=POINT)
+        for key, first, n in spans:
             seq, count, data = tails.get(key, (-1, CHUNK_POINTS, b""))
+            start = first
             if count < CHUNK_POINTS:
-                room = CHUNK_POINTS - count
-                merged = data + pack(new[:room])
+                start += min(CHUNK_POINTS - count, n)
                 updates.append(
                     {
                         "r": run_id,
                         "k": key,
                         "s": seq,
-                        "count": count + len(new[:room]),
-                        "data": merged,
+                        "count": count + start - first,
+                        "data": data + raw[first * size : start * size],
                     }
                 )
-                new = new[room:]
-            for start in range(0, len(new), CHUNK_POINTS):
-                part = new[start : start + CHUNK_POINTS]
+            for begin in range(start, first + n, CHUNK_POINTS):
+                stop = min(begin + CHUNK_POINTS, first + n)
                 seq += 1
-                inserts.append(
-                    {
-                        "run_id": run_id,
-                        "key": key,
-                        "seq": seq,
-                        "count": len(part),
-                        "data": pack(part),
-                    }
-                )
+                inserts.append((run_id, key, seq, stop - begin, raw[begin * size : stop * size]))
             summaries.append(_summary(run_id, key, by_key[key], latest.get(key)))
         if updates:
             conn.execute(
@@ -86,12 +92,7 @@ class MetricStore:
                 updates,
             )
         if inserts:
-            self._metadata.bulk_insert(
-                conn,
-                metric_chunks,
-                _CHUNK_COLUMNS,
-                [[r[c] for c in _CHUNK_COLUMNS] for r in inserts],
-            )
+            self._metadata.bulk_insert(conn, metric_chunks, _CHUNK_COLUMNS, inserts)
         existing = [s for s in summaries if s["key"] in latest]
         fresh = [s for s in summaries if s["key"] not in latest]
         if existing:
@@ -108,6 +109,11 @@ class MetricStore:
                 _LATEST_COLUMNS,
                 [[r[c] for c in _LATEST_COLUMNS] for r in fresh],
             )
+
+    def _has_metrics(self, conn: Connection, run_id: str) -> bool:
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        found = conn.exec_driver_sql(_ANY_METRIC.format(mark=mark), (run_id,)).first()
+        return found is not None
 
     def _tails(
         self, conn: Connection, run_id: str, keys: list[str]
@@ -173,6 +179,7 @@ class MetricStore:
             return sorted(conn.execute(query).scalars())
 
 
+_ANY_METRIC = "SELECT 1 FROM metric_latest WHERE run_id = {mark} LIMIT 1"
 _CHUNK_COLUMNS = ("run_id", "key", "seq", "count", "data")
 _LATEST_COLUMNS = (
     "run_id",
@@ -195,6 +202,21 @@ def _bind(name: str) -> Any:
 def _summary(
     run_id: str, key: str, points: list[tuple[int, float, float]], before: Any
 ) -> dict[str, Any]:
+    if before is None and len(points) == 1:  # a new key's first point (a batch of many keys)
+        step, timestamp, value = points[0]
+        nan = math.isnan(value)
+        bound = None if nan else value
+        return {
+            "run_id": run_id,
+            "key": key,
+            "value": bound,
+            "is_nan": nan,
+            "step": step,
+            "timestamp": timestamp,
+            "min_value": bound,
+            "max_value": bound,
+            "count": 1,
+        }
     step, timestamp, value = max(points, key=lambda p: (p[0], p[1]))
     if before is not None and (before["step"], before["timestamp"]) > (step, timestamp):
         step, timestamp = before["step"], before["timestamp"]
