@@ -59,18 +59,20 @@ def test_blocks_of_other_columns_and_records_mix() -> None:
     assert len(InputBlock(("a",), np.zeros((4, 1)))) == 4
 
 
-def test_a_batch_built_in_slices_reads_as_the_batch_built_whole() -> None:
-    from shipyard.services.prediction_log import batch_table, sliced_table
+def test_a_batch_built_in_chunks_reads_as_the_batch_built_whole() -> None:
+    from shipyard.services.prediction_log import batch_table, joined_table
 
     entries = [
         _entry(i, [{"x": float(i) if i % 3 else i, "city": None if i < 400 else "Oslo"}])
         for i in range(900)
     ]
-    whole, sliced = batch_table(entries, "dep"), sliced_table(entries, "dep")
-    assert sliced.num_rows == whole.num_rows == 900
-    assert sorted(sliced.column_names) == sorted(whole.column_names)
+    whole = batch_table(entries, "dep")
+    joined = joined_table([batch_table(entries[i : i + 128], "dep") for i in range(0, 900, 128)])
+    assert joined.num_rows == whole.num_rows == 900
+    assert sorted(joined.column_names) == sorted(whole.column_names)
     for name in whole.column_names:
-        assert sliced[name].to_pylist() == whole[name].to_pylist(), name
-    # numbers in one slice and text in another: built whole, so typed as the whole batch is
+        assert joined[name].to_pylist() == whole[name].to_pylist(), name
+    # numbers in one chunk and text in another: JSON text, as the whole batch types them
     mixed = [_entry(i, [{"v": i if i < 300 else f"t{i}"}]) for i in range(600)]
-    assert sliced_table(mixed, "dep")["v"].to_pylist() == batch_table(mixed, "dep")["v"].to_pylist()
+    chunks = [batch_table(mixed[i : i + 128], "dep") for i in range(0, 600, 128)]
+    assert joined_table(chunks)["v"].to_pylist() == batch_table(mixed, "dep")["v"].to_pylist()

@@ -476,3 +476,85 @@ def test_kill_9_of_a_writer_loses_at_most_its_queue(
     ids = logged.column("request_id").to_pylist()
     assert len(set(ids)) == len(ids)
     assert {f"f{i}" for i in range(100)} <= set(ids)
+
+
+def test_batches_of_chunked_requests_hold_whole_requests_up_to_max_rows_in_order(
+    project: Shipyard, churn: str
+) -> None:
+    # 700 one-row requests, then 40 of three rows: record() converts 128 rows at a time, and
+    # the writer cuts those tables at request boundaries to respect max_rows.
+    with _log(project, churn, max_rows=200) as log:
+        for i in range(700):
+            log.record(
+                request_id=f"a{i}", at=_at(i), version=1, inputs=[{"x": i}], outputs=[i], latency=0
+            )
+        for i in range(40):
+            log.record(
+                request_id=f"b{i}",
+                at=_at(700 + i),
+                version=1,
+                inputs=[{"x": 1000 + i}] * 3,
+                outputs=[0, 1, 2],
+                latency=0,
+            )
+    # 100 one-row requests and 33 of three rows fill 199 rows: the 34th would not fit
+    assert [b.rows for b in _batches(project)] == [200, 200, 200, 199, 21]
+    rows = project.predictions.read("churn").to_pylist()
+    ids = [r["request_id"] for r in rows]
+    assert ids[:700] == [f"a{i}" for i in range(700)]
+    assert ids[700:] == [f"b{i}" for i in range(40) for _ in range(3)]
+    assert [r["row"] for r in rows[700:703]] == [0, 1, 2]
+    batches = _batches(project)
+    assert batches[0].first_at == T0 and batches[0].last_at == T0 + timedelta(minutes=199)
+
+
+def test_a_column_typed_differently_in_two_chunks_is_stored_as_one_batch_would_be(
+    project: Shipyard, churn: str
+) -> None:
+    # numbers for 200 requests, then text: the chunks record() made are typed apart
+    with _log(project, churn, max_rows=1000) as log:
+        for i in range(400):
+            log.record(
+                request_id=f"r{i}",
+                at=_at(i),
+                version=1,
+                inputs=[{"v": i if i < 200 else f"t{i}", "w": None if i < 300 else 1.5}],
+                outputs=[0],
+                latency=0,
+            )
+    (batch,) = _batches(project)
+    assert batch.rows == 400
+    rows = project.predictions.read("churn").to_pylist()
+    assert [r["v"] for r in rows[198:202]] == ["198", "199", '"t200"', '"t201"']  # JSON text
+    assert rows[0]["w"] is None and rows[-1]["w"] == 1.5
+
+
+def test_a_request_of_many_rows_is_converted_by_the_writer_and_stored_whole(
+    project: Shipyard, churn: str
+) -> None:
+    with _log(project, churn, max_rows=5000) as log:
+        log.record(
+            request_id="small", at=_at(0), version=1, inputs=[{"x": 0}], outputs=[0], latency=0
+        )
+        big = [{"x": float(i)} for i in range(3000)]
+        log.record(
+            request_id="big", at=_at(1), version=1, inputs=big, outputs=[1] * 3000, latency=0
+        )
+    (batch,) = _batches(project)
+    assert batch.rows == 3001
+    rows = project.predictions.read("churn").to_pylist()
+    assert [r["x"] for r in rows[1:]] == [float(i) for i in range(3000)]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_the_writer_thread_runs_at_a_lower_priority_than_serving(
+    project: Shipyard, churn: str
+) -> None:
+    with _log(project, churn) as log:
+        log.record(request_id="r", at=_at(0), version=1, inputs=[{}], outputs=[0], latency=0)
+        writer = log._thread.native_id
+        assert writer is not None
+        _wait_for(
+            lambda: os.getpriority(os.PRIO_PROCESS, writer) > os.getpriority(os.PRIO_PROCESS, 0)
+        )
+        assert os.getpriority(os.PRIO_PROCESS, writer) == os.getpriority(os.PRIO_PROCESS, 0) + 10
