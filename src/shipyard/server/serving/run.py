@@ -162,8 +162,9 @@ def serve(
             }
         )
     sockets = [socket.socket(fileno=options.fd)] if options.fd is not None else None
-    # The prediction log's writer thread holds the GIL while it builds a batch; by default
-    # the event loop would wait up to 5 ms for it at every wake-up. Hand over sooner.
+    # The prediction log's writer thread holds the GIL for the Python parts of storing a
+    # batch; by default the event loop would wait up to 5 ms for it at a wake-up. Hand over
+    # sooner.
     sys.setswitchinterval(_SWITCH_INTERVAL)
     # Everything loaded so far (the model, libraries) lives as long as the process: keep the
     # cyclic GC from walking it again and again, and collect young objects less often, so
