@@ -319,3 +319,29 @@ def test_a_folder_snapshot_written_in_the_background_is_seen_by_the_next_call(
     assert again is not None and again.identity == "blake3:one" and again.names() == names[:1]
     reopened.close()
     assert not [t for t in threading.enumerate() if t.name == "shipyard-statcache"]
+
+
+@pytest.mark.parametrize(("size", "threads"), [(4096, 1), (300 * 1024, 2)])
+def test_small_files_are_hashed_on_one_thread_big_ones_on_two_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int, threads: int
+) -> None:
+    import concurrent.futures
+
+    import shipyard.services.hashing as hashing
+
+    made: list[int] = []
+    real = concurrent.futures.ThreadPoolExecutor
+
+    def counting(workers: int, **options: object) -> concurrent.futures.ThreadPoolExecutor:
+        made.append(workers)
+        return real(workers, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hashing, "ThreadPoolExecutor", counting)
+    contents = [os.urandom(size + i) for i in range(70)]
+    paths = []
+    for i, data in enumerate(contents):
+        (tmp_path / f"{i}.bin").write_bytes(data)
+        paths.append(str(tmp_path / f"{i}.bin"))
+    hashed = list(hashing.hash_many(paths, [len(d) for d in contents]))
+    assert made == [threads]
+    assert [(n, digest) for n, digest, _ in hashed] == [(len(d), _digest(d)) for d in contents]
