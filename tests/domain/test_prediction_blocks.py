@@ -76,3 +76,13 @@ def test_a_batch_built_in_chunks_reads_as_the_batch_built_whole() -> None:
     mixed = [_entry(i, [{"v": i if i < 300 else f"t{i}"}]) for i in range(600)]
     chunks = [batch_table(mixed[i : i + 128], "dep") for i in range(0, 600, 128)]
     assert joined_table(chunks)["v"].to_pylist() == batch_table(mixed, "dep")["v"].to_pylist()
+
+
+def test_chunks_with_a_column_of_flags_in_one_and_numbers_in_another_join_as_json_text() -> None:
+    from shipyard.services.prediction_log import batch_table, joined_table
+
+    entries = [_entry(i, [{"v": True if i < 3 else i, "w": [i]}]) for i in range(6)]
+    joined = joined_table([batch_table(entries[:3], "dep"), batch_table(entries[3:], "dep")])
+    assert joined["v"].to_pylist() == batch_table(entries, "dep")["v"].to_pylist()
+    assert joined["v"].to_pylist()[2:4] == ["true", "3"]
+    assert joined["w"].to_pylist() == [[i] for i in range(6)]  # lists join as Arrow does

@@ -263,8 +263,8 @@ class PredictionLog:
     def _seal(self, *, convert: bool) -> None:
         """Move the pending requests into a chunk, as one table if ``convert`` (lock held).
 
-        A conversion that fails leaves the requests for the writer thread, which builds
-        what it can and reports the rest.
+        A conversion that fails leaves the requests for the writer thread, which tries
+        again (and counts the batch as dropped, with ``last_error``, if it fails there too).
         """
         entries, self._pending, self._pending_rows = self._pending, [], 0
         table = None
@@ -483,20 +483,25 @@ def joined_table(tables: Sequence[Any]) -> Any:
     """
     import pyarrow as pa
 
-    first = tables[0].schema
-    if all(t.schema.equals(first, check_metadata=True) for t in tables) and not any(
-        f.metadata and _JSON_TEXT_KEY in f.metadata for f in first
-    ):  # the common case (a model server's requests): nothing to reconcile, no Python per column
-        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+    marked = {
+        field.name
+        for table in tables
+        for field in table.schema
+        if field.metadata and _JSON_TEXT_KEY in field.metadata
+    }
+    if not marked:  # the common case (a model server's requests): Arrow alone, no Python
+        if len(tables) == 1:
+            return tables[0]
+        try:
+            return pa.concat_tables(tables, promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            pass  # numbers in one table and text in another, say
     kinds: dict[str, set[str]] = {}
-    encoded: set[str] = set()
     for table in tables:
         for field in table.schema:
-            if field.metadata and _JSON_TEXT_KEY in field.metadata:
-                encoded.add(field.name)
-            elif not pa.types.is_null(field.type):
+            if field.name not in marked and not pa.types.is_null(field.type):
                 kinds.setdefault(field.name, set()).add(_kind(field.type))
-    encode = encoded | {name for name, found in kinds.items() if len(found) > 1}
+    encode = marked | {name for name, found in kinds.items() if len(found) > 1}
     plain = []
     for table in tables:
         columns, fields = [], []
@@ -512,14 +517,12 @@ def joined_table(tables: Sequence[Any]) -> Any:
 
 
 def _kind(arrow_type: Any) -> str:
-    """What a column's values are, as far as joining batches goes."""
+    """What a column's values are, as far as joining tables goes: numbers join as floats."""
     import pyarrow as pa
 
     if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type):
         return "number"
-    if pa.types.is_boolean(arrow_type):
-        return "number"  # Arrow promotes neither way; JSON text keeps both
-    return str(arrow_type)
+    return str(arrow_type)  # bool, text, lists, ...: Arrow joins none of them with another
 
 
 def dictionary_columns(table: Any) -> list[str]:
