@@ -7,6 +7,8 @@ from ``bento_service.py`` with one worker. Every server is pinned to core 0 (``t
 0``), the load generator to core 1: wrk, one thread, keep-alive, a Lua POST of one row, at
 concurrency 1, 16 and 64. Before the load, each server's answer is checked against the
 model's own prediction. Repetitions alternate the order of the servers; the median is shown.
+After each shipyard run the server's prediction log counters are printed (rows written,
+dropped, queued against the requests answered): every request is logged, not only served.
 
 For information, BentoML also serves the same ONNX export through ONNX Runtime
 (``bentoml-onnx``): the ratio against it is the HTTP stack alone, while the goal is measured
@@ -27,10 +29,13 @@ Usage: ``bench/run.py serving [--seconds S] [--reps N] [--concurrency 1,16,64]
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import statistics
 import sys
+import time
 import traceback
+import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,6 +58,9 @@ PEERS = ("mlflow", "bentoml")
 GOAL_RATIO = 3.0
 GOAL_RPS = 10_000.0
 GOAL_P99_MS = 5.0
+_LOG_LINE = re.compile(  # the prediction log's lines of a shipyard server's /metrics
+    r'^shipyard_prediction_log_(?:rows_total\{outcome="(\w+)"\}|(queued)_rows) (\S+)$', re.MULTILINE
+)
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -100,19 +108,48 @@ def _run_side(
     try:
         _check(side, expected)
         script = wrk_script(WORK, side.body)
-        run_wrk(side.url, script, connections=16, seconds=2)  # warm up
+        served = 1 + run_wrk(side.url, script, connections=16, seconds=2).requests  # warm up
         found = {}
         for level in levels:
             found[level] = run_wrk(side.url, script, connections=level, seconds=seconds)
             r = found[level]
+            served += r.requests
             print(
                 f"  {side.name:<10} c={level:<3} {r.rps:>9,.0f} req/s  p50 {r.p50_ms:6.2f} ms  "
                 f"p99 {r.p99_ms:6.2f} ms  errors {r.errors}",
                 flush=True,
             )
+        if side.name.startswith("shipyard"):
+            _report_log(side, served)
         return found
     finally:
         side.stop()
+
+
+def _report_log(side: Side, served: int, *, timeout: float = 15.0) -> None:
+    """Print what the server's prediction log did with the requests it answered.
+
+    Waits for the queue to empty (batches are written within ``max_delay``), then reads
+    ``shipyard_prediction_log_rows_total`` from ``/metrics``: with every request logged,
+    written must equal served, and a drop means the log fell behind under this load.
+    """
+    url = f"http://127.0.0.1:{side.port}/metrics"
+    deadline = time.monotonic() + timeout
+    while True:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            text = answer.read().decode()
+        counts = {
+            (outcome or queued): int(float(n)) for outcome, queued, n in _LOG_LINE.findall(text)
+        }
+        if counts.get("queued", 0) == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    print(
+        f"  {side.name:<10} prediction log: {served:,} requests answered, "
+        f"{counts.get('written', 0):,} rows written, {counts.get('dropped', 0):,} dropped, "
+        f"{counts.get('sampled_out', 0):,} sampled out, {counts.get('queued', 0):,} still queued",
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
