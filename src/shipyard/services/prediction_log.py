@@ -490,12 +490,9 @@ def joined_table(tables: Sequence[Any]) -> Any:
         if field.metadata and _JSON_TEXT_KEY in field.metadata
     }
     if not marked:  # the common case (a model server's requests): Arrow alone, no Python
-        if len(tables) == 1:
-            return tables[0]
-        try:
-            return pa.concat_tables(tables, promote_options="permissive")
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            pass  # numbers in one table and text in another, say
+        joined = _concatenated(tables)
+        if joined is not None:
+            return joined
     kinds: dict[str, set[str]] = {}
     for table in tables:
         for field in table.schema:
@@ -514,6 +511,21 @@ def joined_table(tables: Sequence[Any]) -> Any:
     if len(plain) == 1:
         return plain[0]
     return pa.concat_tables(plain, promote_options="permissive")
+
+
+def _concatenated(tables: Sequence[Any]) -> Any | None:
+    """The tables as one, by Arrow's permissive promotion, or None.
+
+    None where Arrow cannot join a column (numbers in one table and text in another, say).
+    """
+    import pyarrow as pa
+
+    if len(tables) == 1:
+        return tables[0]
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
 
 
 def _kind(arrow_type: Any) -> str:
