@@ -68,9 +68,7 @@ def _beats(
 ) -> None:
     for seconds, requests, client, server in samples:
         clock.at(seconds)
-        project.deployments.heartbeat(
-            deployment_id, requests=requests, client_errors=client, server_errors=server
-        )
+        project.deployments.heartbeat(deployment_id, RequestCounts(requests, client, server))
 
 
 def _samples(project: Shipyard) -> int:
@@ -97,7 +95,7 @@ def test_a_window_counts_the_growth_between_the_samples_at_its_edges(
     deployment_id = _start(churn)
     _beats(churn, clock, deployment_id, [(10, 10, 1, 0), (20, 25, 2, 1), (30, 40, 4, 1)])
     clock.at(35)
-    churn.deployments.stop(deployment_id, requests=45, client_errors=5, server_errors=2)
+    churn.deployments.stop(deployment_id, RequestCounts(45, 5, 2))
     counts = churn.deployments.request_counts
     assert counts("churn") == RequestCounts(45, 5, 2)
     assert counts("churn").error_rate == pytest.approx(7 / 45)
@@ -165,7 +163,7 @@ def test_heartbeats_and_stops_without_counts_record_no_sample(
     clock.at(10)
     churn.deployments.heartbeat(deployment_id)
     clock.at(20)
-    churn.deployments.heartbeat(deployment_id, requests=4)
+    churn.deployments.heartbeat(deployment_id, RequestCounts(4))
     clock.at(30)
     churn.deployments.stop(deployment_id)
     assert _samples(churn) == 1
@@ -176,11 +174,11 @@ def test_heartbeats_and_stops_without_counts_record_no_sample(
 def test_a_stopped_deployment_takes_no_more_samples(churn: Shipyard, clock: Clock) -> None:
     deployment_id = _start(churn)
     clock.at(10)
-    churn.deployments.stop(deployment_id, requests=3, client_errors=1)
+    churn.deployments.stop(deployment_id, RequestCounts(3, 1))
     clock.at(20)
     with pytest.raises(ConflictError, match="stopped"):
-        churn.deployments.heartbeat(deployment_id, requests=9)
-    churn.deployments.stop(deployment_id, requests=9)  # stopping again changes nothing
+        churn.deployments.heartbeat(deployment_id, RequestCounts(9))
+    churn.deployments.stop(deployment_id, RequestCounts(9))  # stopping again changes nothing
     assert _samples(churn) == 1
     assert churn.deployments.request_counts("churn") == RequestCounts(3, 1, 0)
 
@@ -195,7 +193,7 @@ def test_a_stopped_deployment_takes_no_more_samples(churn: Shipyard, clock: Cloc
         ({"requests": 5, "client_errors": -2}, "client_errors is a whole number >= 0"),
         ({"requests": 5, "server_errors": "1"}, "server_errors is a whole number >= 0"),
         ({"requests": 5, "client_errors": False}, "client_errors is a whole number >= 0"),
-        ({"client_errors": 1}, "need the request count"),
+        ({"client_errors": 1}, "1 errors out of 0 requests"),
         ({"requests": 3, "client_errors": 2, "server_errors": 2}, "4 errors out of 3 requests"),
     ],
 )
@@ -208,7 +206,7 @@ def test_bad_counts_are_refused_and_change_nothing(
     stop: Callable[..., None] = churn.deployments.stop
     for call in (beat, stop):
         with pytest.raises(InvalidArgumentError, match=message):
-            call(deployment_id, **counts)
+            call(deployment_id, RequestCounts(**counts))  # type: ignore[arg-type]
     found = churn.deployments.get(deployment_id)
     assert (found.status, found.heartbeat_at) == ("running", before)
     assert _samples(churn) == 0
@@ -232,3 +230,12 @@ def test_request_counts_read_as_json_with_their_error_rate() -> None:
     }
     assert RequestCounts().to_dict()["error_rate"] is None
     assert RequestCounts(1, 1, 0) + RequestCounts(2, 0, 1) == RequestCounts(3, 1, 1)
+
+
+def test_counts_of_another_type_are_refused_and_change_nothing(churn: Shipyard) -> None:
+    deployment_id = _start(churn)
+    for call in (churn.deployments.heartbeat, churn.deployments.stop):
+        with pytest.raises(InvalidArgumentError, match="counts are RequestCounts, not dict"):
+            call(deployment_id, {"requests": 3})  # type: ignore[arg-type]
+    assert churn.deployments.get(deployment_id).status == "running"
+    assert _samples(churn) == 0

@@ -9,10 +9,9 @@ from typing import Any
 from urllib.parse import quote
 
 from shipyard.client.http import ApiClient
-from shipyard.domain.deployments import Deployment
+from shipyard.domain.deployments import Deployment, RequestCounts
 from shipyard.domain.ids import host_label
 from shipyard.domain.records import from_record
-from shipyard.errors import InvalidArgumentError
 
 __all__ = ["RemoteDeploymentService"]
 
@@ -54,25 +53,19 @@ class RemoteDeploymentService:
     def heartbeat(
         self,
         deployment_id: str,
-        *,
-        requests: int | None = None,
-        client_errors: int | None = None,
-        server_errors: int | None = None,
+        counts: RequestCounts | None = None,
     ) -> None:
         """Record that this deployment is alive now, with its cumulative counts when given."""
-        body = _counts(requests, client_errors, server_errors)
+        body = _counts(counts)
         self._client.call("POST", _path(deployment_id, "/heartbeat"), body=body)
 
     def stop(
         self,
         deployment_id: str,
-        *,
-        requests: int | None = None,
-        client_errors: int | None = None,
-        server_errors: int | None = None,
+        counts: RequestCounts | None = None,
     ) -> None:
         """Record that this deployment stopped, with its last cumulative counts when given."""
-        body = _counts(requests, client_errors, server_errors)
+        body = _counts(counts)
         self._client.call("POST", _path(deployment_id, "/stop"), body=body)
 
     def get(self, deployment_id: str) -> Deployment:
@@ -105,18 +98,14 @@ class RemoteDeploymentService:
         return [from_record(Deployment, d) for d in found]
 
 
-def _counts(
-    requests: int | None, client_errors: int | None, server_errors: int | None
-) -> dict[str, int] | None:
-    """The optional counts body; None (no body) without a request count."""
-    if requests is None:
-        if client_errors is not None or server_errors is not None:
-            raise InvalidArgumentError("error counts need the request count they are part of")
+def _counts(counts: RequestCounts | None) -> dict[str, int] | None:
+    """The optional counts body (the server checks it); None: no body."""
+    if counts is None:
         return None
     return {
-        "requests": requests,
-        "client_errors": client_errors or 0,
-        "server_errors": server_errors or 0,
+        "requests": counts.requests,
+        "client_errors": counts.client_errors,
+        "server_errors": counts.server_errors,
     }
 
 

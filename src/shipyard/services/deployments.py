@@ -201,27 +201,22 @@ class DeploymentService:
     def heartbeat(
         self,
         deployment_id: str,
-        *,
-        requests: int | None = None,
-        client_errors: int | None = None,
-        server_errors: int | None = None,
+        counts: RequestCounts | None = None,
     ) -> None:
         """Record that a deployment is alive now, with its request counts when given.
 
         Args:
             deployment_id: the deployment.
-            requests: ``/predict`` answers since the serving process started; None records
-                no counts sample.
-            client_errors: how many of them had a 4xx status (default 0).
-            server_errors: how many of them had a 5xx status (default 0).
+            counts: ``/predict`` answers since the serving process started, and the 4xx and
+                5xx among them; None records no counts sample.
 
         Raises:
             DeploymentNotFoundError: for an unknown id.
             ConflictError: if the deployment was stopped.
-            InvalidArgumentError: for counts that are not whole numbers >= 0, error counts
-                without a request count, or more errors than requests.
+            InvalidArgumentError: for counts that are not whole numbers >= 0, or more
+                errors than requests.
         """
-        counts = _sample(requests, client_errors, server_errors)
+        counts = _checked(counts)
         with self._metadata.write() as conn:
             now = utcnow()
             updated = conn.execute(
@@ -238,10 +233,7 @@ class DeploymentService:
     def stop(
         self,
         deployment_id: str,
-        *,
-        requests: int | None = None,
-        client_errors: int | None = None,
-        server_errors: int | None = None,
+        counts: RequestCounts | None = None,
     ) -> None:
         """Record that a deployment stopped; stopping a stopped one changes nothing.
 
@@ -252,7 +244,7 @@ class DeploymentService:
             DeploymentNotFoundError: for an unknown id.
             InvalidArgumentError: for bad counts (see ``heartbeat``).
         """
-        counts = _sample(requests, client_errors, server_errors)
+        counts = _checked(counts)
         with self._metadata.write() as conn:
             current = self._require(conn, deployment_id)
             if current.status == "stopped":
@@ -401,24 +393,19 @@ def _version(version: object) -> int:
     return version
 
 
-def _sample(
-    requests: int | None, client_errors: int | None, server_errors: int | None
-) -> RequestCounts | None:
-    """Checked cumulative counts of a heartbeat, or None when it carries none."""
-    if requests is None:
-        if client_errors is not None or server_errors is not None:
-            raise InvalidArgumentError("error counts need the request count they are part of")
+def _checked(counts: RequestCounts | None) -> RequestCounts | None:
+    """Cumulative counts of a heartbeat or stop, checked; None when it carries none."""
+    if counts is None:
         return None
-    given = {"requests": requests, "client_errors": client_errors, "server_errors": server_errors}
-    for what, value in given.items():
-        if value is None:
-            continue
+    if not isinstance(counts, RequestCounts):
+        raise InvalidArgumentError(f"counts are RequestCounts, not {type(counts).__name__}")
+    for what in ("requests", "client_errors", "server_errors"):
+        value = getattr(counts, what)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_COUNT:
             raise InvalidArgumentError(f"{what} is a whole number >= 0, not {value!r}")
-    counts = RequestCounts(requests, client_errors or 0, server_errors or 0)
-    if counts.errors > requests:
+    if counts.errors > counts.requests:
         raise InvalidArgumentError(
-            f"{counts.errors} errors out of {requests} requests: "
+            f"{counts.errors} errors out of {counts.requests} requests: "
             "errors are answers to requests, so they cannot be more"
         )
     return counts

@@ -274,20 +274,14 @@ class DeploymentRecorder(Protocol):
     def heartbeat(
         self,
         deployment_id: str,
-        *,
-        requests: int | None = None,
-        client_errors: int | None = None,
-        server_errors: int | None = None,
+        counts: RequestCounts | None = None,
     ) -> None:
         """The deployment is alive; with its cumulative ``/predict`` counts when given."""
 
     def stop(
         self,
         deployment_id: str,
-        *,
-        requests: int | None = None,
-        client_errors: int | None = None,
-        server_errors: int | None = None,
+        counts: RequestCounts | None = None,
     ) -> None:
         """The deployment stopped; with its last cumulative counts when given."""
 
@@ -360,10 +354,7 @@ class ServingSession:
     def heartbeat(self, counts: RequestCounts | None = None) -> None:
         """Tell the deployment record the server is alive (and its counts since it started)."""
         if self.deployments is not None and self.deployment_id is not None:
-            if counts is None:
-                self.deployments.heartbeat(self.deployment_id)
-            else:
-                self.deployments.heartbeat(self.deployment_id, **_counts(counts))
+            self.deployments.heartbeat(self.deployment_id, counts)
 
     def refresh(self) -> ServedModel | None:
         """Follow the reference: load and switch to the version it names now, if it moved."""
@@ -463,16 +454,5 @@ class ServingSession:
                 self.log.close()
         finally:
             if self.deployments is not None and self.deployment_id is not None:
-                if counts is None:
-                    self.deployments.stop(self.deployment_id)
-                else:
-                    self.deployments.stop(self.deployment_id, **_counts(counts))
+                self.deployments.stop(self.deployment_id, counts)
             self.server.close()
-
-
-def _counts(counts: RequestCounts) -> dict[str, int]:
-    return {
-        "requests": counts.requests,
-        "client_errors": counts.client_errors,
-        "server_errors": counts.server_errors,
-    }

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from shipyard.domain.deployments import STATUSES
+from shipyard.domain.deployments import STATUSES, RequestCounts
 from shipyard.errors import BodyTooLargeError
 from shipyard.server.api.auth import caller
 from shipyard.server.api.context import ApiContext, Caller
@@ -100,7 +100,7 @@ def beat_deployment(
     """
     deployments = _own(request, who)
     deployments.require_own(deployment_id)
-    deployments.heartbeat(deployment_id, **(body.model_dump() if body else {}))
+    deployments.heartbeat(deployment_id, _counts(body))
     return JSONResponse({"ok": True})
 
 
@@ -114,7 +114,7 @@ def stop_deployment(
     """
     deployments = _own(request, who)
     deployments.require_own(deployment_id)
-    deployments.stop(deployment_id, **(body.model_dump() if body else {}))
+    deployments.stop(deployment_id, _counts(body))
     return JSONResponse(deployments.get(deployment_id).to_dict())
 
 
@@ -150,3 +150,7 @@ async def log_predictions(request: Request, deployment_id: DeploymentId, who: Wh
         return context.project.predictions.accept_batch(deployment, bytes(data))
 
     return JSONResponse({"rows": await run_in_threadpool(accept)}, status_code=201)
+
+
+def _counts(body: DeploymentCountsBody | None) -> RequestCounts | None:
+    return None if body is None else RequestCounts(**body.model_dump())
