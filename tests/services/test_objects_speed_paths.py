@@ -4,14 +4,11 @@ blob writer, the stat-cache lookups and the manifest built without pandas."""
 from __future__ import annotations
 
 import gc
-import io
 import os
 import threading
 import time
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from blake3 import blake3
 
@@ -244,26 +241,6 @@ def test_stat_cache_lookups_find_exactly_the_cached_paths(
         }
     finally:
         cache.close()
-
-
-def test_the_manifest_is_the_parquet_a_pyarrow_table_makes(project: Shipyard) -> None:
-    stored = [
-        StoredFile("a/é.txt", 5, _digest(b"1")),
-        StoredFile("b.bin", 2**40, _digest(b"2")),
-        StoredFile("日本/c", 0, _digest(b"3")),
-    ]
-    digest = project.objects.put_manifest(stored)
-    expected = io.BytesIO()
-    table = pa.table(
-        {
-            "path": [f.name for f in stored],
-            "size": pa.array([f.size for f in stored], pa.int64()),
-            "digest": [f.digest for f in stored],
-        }
-    )
-    pq.write_table(table, expected, compression="zstd")
-    assert digest == _digest(expected.getvalue())
-    assert project.objects.read_manifest(digest) == stored
 
 
 def test_bytes_read_ahead_are_dropped_with_the_files(project: Shipyard, tmp_path: Path) -> None:

@@ -23,20 +23,17 @@ lacks. Blobs are written on a background thread while the next bytes are read.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import shutil
 import tempfile
 import weakref
-from array import array
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +57,7 @@ from shipyard.services.hashing import (
     hash_many,
     read_checked,
 )
+from shipyard.services.manifests import decode_manifest, encode_manifest
 from shipyard.stores.artifacts.content import BlobInfo, ContentStore
 from shipyard.stores.artifacts.local import LocalBlobStore
 from shipyard.stores.metadata import SqlMetadataStore
@@ -591,38 +589,20 @@ class ObjectService:
     # -- manifests: the list of files of a version ----------------------------------------
 
     def put_manifest(self, stored: Sequence[StoredFile] | DigestedFiles) -> str:
-        """Store the file list of a version (a small Parquet blob); returns its digest."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        """Store the file list of a version (``manifests``); returns the blob's digest.
 
-        if isinstance(stored, DigestedFiles):
-            names, digests, sizes = stored.names, stored.digests, array("q", stored.sizes)
-        else:
-            names = [f.name for f in stored]
-            digests = [f.digest for f in stored]
-            sizes = array("q", [f.size for f in stored])
-        check_relative_paths(names)
-        table = pa.Table.from_arrays(
-            [
-                _string_array(names),
-                pa.Array.from_buffers(pa.int64(), len(sizes), [None, pa.py_buffer(sizes)]),
-                _string_array(digests),
-            ],
-            names=["path", "size", "digest"],
-        )
-        sink = io.BytesIO()
-        pq.write_table(table, sink, compression="zstd")
-        return self._content.put_bytes(sink.getvalue()).digest
+        Raises:
+            UnsafePathError: for a path that is absolute, climbs out, or is not valid text.
+        """
+        return self._content.put_bytes(encode_manifest(stored)).digest
 
     def read_manifest(self, digest: str) -> list[StoredFile]:
-        """The file list a manifest blob holds, each path checked again."""
-        import pyarrow.parquet as pq
+        """The file list a manifest blob holds, each path checked again.
 
-        table = pq.read_table(io.BytesIO(self._content.read_bytes(digest)))
-        return [
-            StoredFile(check_relative_path(r["path"]), r["size"], r["digest"])
-            for r in table.to_pylist()
-        ]
+        Raises:
+            ManifestFormatError: when the blob is not a manifest.
+        """
+        return decode_manifest(self._content.read_bytes(digest))
 
     def export_all(self, files: Sequence[StoredFile], dest: Path) -> list[Path]:
         """Write files under ``dest``, each verified against its digest."""
@@ -715,23 +695,6 @@ def _record_chunk(path: Path, chunk: str, staged: StagedObjects, info: BlobInfo)
     if info.digest != chunk:
         raise ConflictError(f"file {path} changed while it was being stored; add it again")
     staged.new_bytes += info.size if info.new else 0
-
-
-def _string_array(values: list[str]) -> Any:
-    """A pyarrow string array built from its buffers.
-
-    ``pa.array`` on a list asks pyarrow's pandas shim whether the list is array-like, which
-    imports pandas: 0.2-0.4 s added to every add of plain files.
-    """
-    import pyarrow as pa
-
-    encoded = [value.encode() for value in values]
-    try:
-        offsets = array("i", [0, *accumulate(map(len, encoded))])
-    except OverflowError:  # over 2 GiB of text: past 32-bit offsets, pyarrow splits it
-        return pa.array(values, pa.string())
-    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
-    return pa.Array.from_buffers(pa.string(), len(values), buffers)
 
 
 def _stream(content: ContentStore, blob: str) -> Iterator[bytes]:
