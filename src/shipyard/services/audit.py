@@ -16,9 +16,8 @@ from shipyard.stores.metadata.schema import audit_log, model_versions, promotion
 
 __all__ = ["AuditService", "ChainCheck"]
 
-# Built once: every audited write runs both (building a statement costs more than running it).
-_LAST_ENTRY = select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
-_INSERT_ENTRY = audit_log.insert()
+# Plain driver SQL: every audited write runs it (SQLAlchemy's compiled path costs more).
+_LAST_ENTRY = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
 # Records the registry never writes without an entry of this action, in the same transaction.
 _CREATIONS = ("model.register", "model.request")
 
@@ -59,8 +58,8 @@ class AuditService:
         The entry commits or rolls back with the change it describes.
         """
         self._metadata.lock(conn, "audit_log")
-        last = conn.execute(_LAST_ENTRY).first()
-        seq, prev_hash = (last.seq + 1, last.hash) if last else (1, GENESIS)
+        last = conn.exec_driver_sql(_LAST_ENTRY).first()
+        seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS)
         at = utcnow()
         before_text = None if before is None else canonical_json(before)
         after_text = None if after is None else canonical_json(after)
@@ -75,8 +74,9 @@ class AuditService:
             after=after_text,
             prev_hash=prev_hash,
         )
-        conn.execute(
-            _INSERT_ENTRY,
+        self._metadata.insert_row(
+            conn,
+            audit_log,
             {
                 "seq": seq,
                 "at": at,

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, bindparam, func, select
+from sqlalchemy import Connection, RowMapping, func, select
 
 from shipyard.domain.ids import new_id, utcnow
 from shipyard.domain.lineage import Node
@@ -46,10 +46,8 @@ __all__ = ["RegistryService"]
 
 # Built once: registering a version runs these on every call, and building a statement costs
 # more than SQLite running it.
-_LAST_VERSION = select(func.max(model_versions.c.version)).where(
-    model_versions.c.name == bindparam("name")
-)
-_INSERT_VERSION = model_versions.insert()
+# Plain driver SQL: a registration runs it every time (SQLAlchemy's compiled path costs more)
+_LAST_VERSION = "SELECT max(version) FROM model_versions WHERE name = ?"
 
 
 class RegistryService:
@@ -112,7 +110,8 @@ class RegistryService:
                 }
             ],
         )
-        last = conn.execute(_LAST_VERSION, {"name": name}).scalar()
+        last_version = self._metadata.driver_sql(conn, _LAST_VERSION)
+        last = conn.exec_driver_sql(last_version, (name,)).scalar()
         row = {
             "id": new_id(),
             "name": name,
@@ -131,7 +130,7 @@ class RegistryService:
             "created_at": now,
             "created_by": self._actor,
         }
-        conn.execute(_INSERT_VERSION, row)
+        self._metadata.insert_row(conn, model_versions, row)
         version = _version(row, ())
         if run_id is not None:
             self._lineage.link(

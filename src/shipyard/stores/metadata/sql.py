@@ -16,7 +16,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_LOCK_KEY = 0x5348_4950  # "SHIP": the advisory lock that serialises migrations
 _BUSY_TIMEOUT_MS = 30_000
 _INSERT_BATCH = 10_000
+
+RowListener = Callable[[Connection, str, Mapping[str, Any]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,9 @@ class SqlMetadataStore:
             url = url.set(drivername="postgresql+psycopg")
         self._db_path: Path | None = None
         self._analyzed_at = -math.inf
+        # (table, columns, ignore) -> driver statement and bind conversions (``insert_row``)
+        self._plain_inserts: dict[tuple[str, tuple[str, ...], bool], tuple[str, list[Any]]] = {}
+        self._row_listeners: list[RowListener] = []
         options: dict[str, Any] = {}
         if self.dialect == "sqlite":
             options["connect_args"] = {"timeout": _BUSY_TIMEOUT_MS / 1000}
@@ -172,17 +177,61 @@ class SqlMetadataStore:
         names: Sequence[str],
         rows: Sequence[Mapping[str, Any]],
     ) -> None:
-        dialect = conn.dialect
-        quote = dialect.identifier_preparer.quote
-        mark = "?" if dialect.paramstyle == "qmark" else "%s"
-        statement = (
-            f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
-            f"VALUES ({', '.join(mark for _ in names)}) ON CONFLICT DO NOTHING"
-        )
-        convert = [(n, table.c[n].type.bind_processor(dialect)) for n in names]
-        values = [tuple(row[n] if f is None else f(row[n]) for n, f in convert) for row in rows]
+        statement, convert = self._plain_insert(conn, table, tuple(names), ignore=True)
+        values = [
+            tuple(row[n] if f is None else f(row[n]) for n, f in zip(names, convert, strict=True))
+            for row in rows
+        ]
         for start in range(0, len(values), _INSERT_BATCH):
             conn.exec_driver_sql(statement, values[start : start + _INSERT_BATCH])
+
+    def insert_row(self, conn: Connection, table: Table, row: Mapping[str, Any]) -> None:
+        """Insert one row straight through the driver, each column's bind conversion applied.
+
+        For hot single-row writes (a model version, an audit entry): the statement and the
+        conversions are built once per table and set of columns, where a compiled insert
+        costs tens of microseconds a call in SQLAlchemy.
+        """
+        statement, convert = self._plain_insert(conn, table, tuple(row), ignore=False)
+        values = tuple(
+            value if f is None else f(value) for value, f in zip(row.values(), convert, strict=True)
+        )
+        conn.exec_driver_sql(statement, values)
+        for listener in self._row_listeners:
+            listener(conn, table.name, row)
+
+    def add_row_listener(self, listener: RowListener) -> None:
+        """Call ``listener(conn, table_name, row)`` after each ``insert_row``, in its transaction.
+
+        Rows written through SQLAlchemy statements are seen by engine events instead; this
+        is how a listener sees the rows that bypass them.
+        """
+        self._row_listeners.append(listener)
+
+    def driver_sql(self, conn: Connection, sql: str) -> str:
+        """``sql`` written with ``?`` placeholders, in the paramstyle of ``conn``'s driver.
+
+        The statement must hold no other ``?`` or ``%`` (no literals with them).
+        """
+        return sql if conn.dialect.paramstyle == "qmark" else sql.replace("?", "%s")
+
+    def _plain_insert(
+        self, conn: Connection, table: Table, names: tuple[str, ...], *, ignore: bool
+    ) -> tuple[str, list[Any]]:
+        key = (table.name, names, ignore)
+        found = self._plain_inserts.get(key)
+        if found is None:
+            dialect = conn.dialect
+            quote = dialect.identifier_preparer.quote
+            mark = "?" if dialect.paramstyle == "qmark" else "%s"
+            statement = (
+                f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
+                f"VALUES ({', '.join(mark for _ in names)})"
+                + (" ON CONFLICT DO NOTHING" if ignore else "")
+            )
+            found = statement, [table.c[n].type.bind_processor(dialect) for n in names]
+            self._plain_inserts[key] = found
+        return found
 
     def bulk_insert(
         self, conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
