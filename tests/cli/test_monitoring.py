@@ -92,3 +92,13 @@ def test_the_monitor_flow_runs_as_a_pipeline_target(cli: Invoke, monitored: Path
         assert run.status == "succeeded"
         assert run.result["model"] == "prices@1"
         assert [r.id for r in project.monitoring.history("prices")] == [run.result["id"]]
+
+
+def test_monitor_run_names_a_rule_it_could_not_evaluate(cli: Invoke, monitored: Path) -> None:
+    _alerts(monitored, "drift_score.z > 0.2")  # the model's only feature is x
+    result = cli("monitor", "run", "prices@1", "--window", "1h")
+    assert result.exit_code == 0, result.output
+    assert "rule not evaluated" in result.output
+    assert "no feature column 'z'" in result.output and "ALERT" not in result.output
+    listed = json.loads(cli("monitor", "history", "prices", "--json").output)
+    assert listed[0]["skipped"][0]["rule"] == "drift_score.z > 0.2"

@@ -273,3 +273,50 @@ def test_a_run_that_fails_is_stored_as_failed_with_why(
     assert failed.error is not None and "CorruptBlobError" in failed.error
     assert digest in failed.error
     assert project.monitoring.show(failed.id).to_dict()["error"] == failed.error
+
+
+def test_rules_the_run_cannot_evaluate_are_listed_with_why_and_stored(
+    wine: tuple[Shipyard, pd.DataFrame, Any], settings: Settings
+) -> None:
+    project, X, model = wine
+    sample = X.sample(60, random_state=8)
+    _log(project, sample, model.predict(sample))
+    rules = (
+        "drift_share > 0.99",  # evaluated, does not fire
+        "accuracy < 0.9",  # no labels in the window
+        "drift_score.alcohl > 0.2",  # a misspelt column
+        "baseline_f1 > 0.5",  # the training run logged accuracy only
+    )
+    with build(settings.model_copy(update={"monitor_alerts": rules})) as other:
+        run = other.monitoring.run("wine@1", window="1h")
+        stored = other.monitoring.show(run.id)
+        page = other.monitoring.report_html(run.id)
+    assert run.status == "ok" and run.alerts == ()
+    assert [(r.rule, r.metric) for r in run.skipped] == [
+        ("accuracy < 0.9", "accuracy"),
+        ("drift_score.alcohl > 0.2", "drift_score.alcohl"),
+        ("baseline_f1 > 0.5", "baseline_f1"),
+    ]
+    reasons = [r.reason for r in run.skipped]
+    assert "no labelled rows" in reasons[0]
+    assert "no feature column 'alcohl'" in reasons[1] and "alcohol" in reasons[1]
+    assert "logged no f1" in reasons[2]
+    assert stored.skipped == run.skipped
+    assert stored.to_dict()["skipped"][1]["metric"] == "drift_score.alcohl"
+    assert "Rules not evaluated" in page and "alcohl" in page
+
+
+def test_a_rule_with_labels_present_is_evaluated_not_skipped(
+    wine: tuple[Shipyard, pd.DataFrame, Any], settings: Settings
+) -> None:
+    project, X, model = wine
+    sample = X.sample(60, random_state=9)
+    ids = _log(project, sample, model.predict(sample))
+    project.predictions.feedback("wine", dict.fromkeys(ids[:30], 0))
+    update = {"monitor_alerts": ("accuracy < 0.99", "roc_auc < 0.5")}
+    with build(settings.model_copy(update=update)) as other:
+        run = other.monitoring.run("wine@1", window="1h")
+    assert [a.rule for a in run.alerts] == ["accuracy < 0.99"]
+    assert run.status == "alert"
+    (skipped,) = run.skipped  # three classes and no logged probabilities: no ROC AUC
+    assert skipped.metric == "roc_auc" and "probabilities" in skipped.reason

@@ -62,6 +62,8 @@ def _render(run: MonitorRun) -> None:
         console.print(table(("feature", "drift score", ""), cells))
     for alert in run.alerts:
         console.print(f"[bold red]ALERT[/] {escape(alert.message)}")
+    for rule in run.skipped:
+        console.print(f"[yellow]rule not evaluated[/] {escape(rule.message)}")
     if run.status == "no_data":
         console.print("no rows in the window: nothing was tested (status no_data)")
     if run.error:

@@ -8,7 +8,9 @@ An alert rule is one line ``metric op threshold``::
     latency_p99_ms > 50            the 99th percentile of the logged latencies
     drift_score.alcohol > 0.2      one feature's drift score
 
-A rule whose metric a run did not compute (``roc_auc`` without labels) does not fire.
+A rule whose metric a run did not compute (``roc_auc`` without labels, a column the window
+does not have) does not fire; the run lists it as skipped, with why (``skipped_rules``), so
+that a rule that can never fire, such as one naming a misspelt column, does not go unseen.
 
 This module is pure: records and rules, no I/O. ``shipyard.services.monitoring`` computes
 the metrics and stores the runs.
@@ -34,9 +36,11 @@ __all__ = [
     "AlertRule",
     "MonitorRun",
     "MonitorStatus",
+    "SkippedRule",
     "evaluate",
     "parse_rule",
     "parse_rules",
+    "skipped_rules",
 ]
 
 MonitorStatus = Literal["ok", "alert", "no_data", "failed"]
@@ -193,6 +197,82 @@ def evaluate(rules: Iterable[AlertRule], metrics: Mapping[str, float]) -> tuple[
 
 
 @dataclass(frozen=True, slots=True)
+class SkippedRule:
+    """A rule a run could not evaluate: its metric was not computed, or is NaN."""
+
+    rule: str
+    metric: str
+    reason: str
+
+    @property
+    def message(self) -> str:
+        """One line: ``roc_auc < 0.8: no labelled rows in the window …``."""
+        return f"{self.rule}: {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return {"rule": self.rule, "metric": self.metric, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SkippedRule:
+        """Rebuild a skipped rule from ``to_dict`` output."""
+        return cls(str(data["rule"]), str(data["metric"]), str(data["reason"]))
+
+
+_MODEL_METRICS = frozenset({"accuracy", "f1", "roc_auc", "rmse", "mae", "r2"})
+_SERVING_METRICS = frozenset(
+    {"requests", "throughput_rps", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms"}
+)
+_COUNT_METRICS = frozenset({"served_requests", "client_errors", "server_errors", "error_rate"})
+
+
+def skipped_rules(
+    rules: Iterable[AlertRule], metrics: Mapping[str, float]
+) -> tuple[SkippedRule, ...]:
+    """The rules one run's metrics cannot answer, each with why, in rule order."""
+    found = []
+    for rule in rules:
+        value = metrics.get(rule.metric)
+        if value is not None and not math.isnan(value):
+            continue
+        why = _why_missing if value is None else _why_nan
+        found.append(SkippedRule(str(rule), rule.metric, why(rule.metric, metrics)))
+    return tuple(found)
+
+
+def _why_nan(metric: str, metrics: Mapping[str, float]) -> str:
+    return f"{metric} is NaN"
+
+
+def _why_missing(metric: str, metrics: Mapping[str, float]) -> str:
+    """Why a run has no value for ``metric``, as far as its other metrics tell."""
+    head, dot, column = metric.partition(".")
+    if dot:
+        columns = sorted(k.partition(".")[2] for k in metrics if k.startswith(head + "."))
+        if not columns:
+            return f"the run computed {head} for no column"
+        shown = ", ".join(columns[:10]) + (", …" if len(columns) > 10 else "")
+        return f"the window has no feature column {column!r} (columns: {shown})"
+    if metric.startswith("baseline_"):
+        return (
+            f"the model version's run logged no {metric[9:]} to compare with "
+            "(log it as a metric of the training run)"
+        )
+    if metric in _MODEL_METRICS:
+        if not metrics.get("labelled_rows"):
+            return f"no labelled rows in the window: {metric} needs ground truth"
+        if metric == "roc_auc":
+            return "roc_auc needs a binary classifier that logs class probabilities"
+        kind = "regression" if metric in ("rmse", "mae", "r2") else "classification"
+        return f"{metric} is a {kind} metric, and this model's labels are not for {kind}"
+    if metric in _SERVING_METRICS:
+        return f"{metric} comes from the prediction log; this run monitored a dataset version"
+    if metric in _COUNT_METRICS:
+        return f"{metric} comes from the model servers' request counts; none cover this window"
+    return f"the run did not compute {metric}"
+
+
+@dataclass(frozen=True, slots=True)
 class MonitorRun:
     """One monitoring pass over a window of a model's traffic (or a dataset version).
 
@@ -209,6 +289,7 @@ class MonitorRun:
         status: ``ok``, ``alert``, ``no_data`` or ``failed``.
         metrics: flat numbers (see ``METRICS``).
         alerts: the rules that fired.
+        skipped: the rules the run could not evaluate (metric not computed), with why.
         report_digest: the JSON report blob.
         html_digest: the HTML report blob.
         created_at: when the run was stored.
@@ -236,6 +317,7 @@ class MonitorRun:
     created_by: str
     retrain: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
+    skipped: tuple[SkippedRule, ...] = ()
 
     @property
     def model_ref(self) -> str:
@@ -264,6 +346,7 @@ class MonitorRun:
             "created_by": self.created_by,
             "retrain": dict(self.retrain),
             "error": self.error,
+            "skipped": [r.to_dict() for r in self.skipped],
         }
 
 

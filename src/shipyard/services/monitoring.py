@@ -30,8 +30,10 @@ from shipyard.domain.monitoring import (
     Alert,
     MonitorRun,
     MonitorStatus,
+    SkippedRule,
     evaluate,
     parse_rules,
+    skipped_rules,
 )
 from shipyard.domain.predictions import BASE_COLUMNS, LABEL, PREDICTION
 from shipyard.domain.references import validate_name
@@ -156,6 +158,7 @@ class MonitoringService:
                 report = _without_log_columns(report, features, target)
                 metrics = window_metrics(report) | ops
                 alerts = evaluate(rules, metrics)
+                skipped = skipped_rules(rules, metrics)
                 status: MonitorStatus = "no_data" if report.current_rows == 0 else "ok"
                 if alerts and status == "ok":
                     status = "alert"
@@ -182,6 +185,7 @@ class MonitoringService:
                     html_digest=None,
                     created_at=utcnow(),
                     created_by=self._user,
+                    skipped=skipped,
                 ),
                 report,
             )
@@ -514,6 +518,7 @@ def _row(run: MonitorRun) -> dict[str, Any]:
         "created_at": run.created_at,
         "created_by": run.created_by,
         "error": run.error,
+        "skipped_rules": json.dumps([r.to_dict() for r in run.skipped]),
     }
 
 
@@ -536,4 +541,5 @@ def _run(row: RowMapping | Mapping[str, Any]) -> MonitorRun:
         created_at=row["created_at"],
         created_by=row["created_by"],
         error=row.get("error"),
+        skipped=tuple(map(SkippedRule.from_dict, json.loads(row.get("skipped_rules") or "[]"))),
     )

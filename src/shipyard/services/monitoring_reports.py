@@ -33,6 +33,9 @@ def _summary(run: MonitorRun) -> str:
     ]
     if alerts:
         parts.append(f"<h3>Alerts</h3><ul>{alerts}</ul>")
+    skipped = "".join(f"<li>{escape(r.message)}</li>" for r in run.skipped)
+    if skipped:
+        parts.append(f'<h3>Rules not evaluated</h3><ul class="skipped">{skipped}</ul>')
     ops = [
         (k, run.metrics[k])
         for k in (

@@ -25,7 +25,7 @@ def test_open_migrates_an_empty_store_to_the_newest_revision(metadata_uri: str) 
     assert status.current == status.head
     with store.read() as conn:
         rows = conn.execute(select(schema_history.c.revision)).scalars().all()
-    assert rows == [f"{n:04d}" for n in range(1, 11)]  # 0001 … 0010
+    assert rows == [f"{n:04d}" for n in range(1, 12)]  # 0001 … 0011
     store.close()
 
 
@@ -44,6 +44,7 @@ def test_status_without_migrating_lists_every_pending_revision(metadata_uri: str
         "0008",
         "0009",
         "0010",
+        "0011",
     )
     assert store.migrate() == [
         "0001",
@@ -56,6 +57,7 @@ def test_status_without_migrating_lists_every_pending_revision(metadata_uri: str
         "0008",
         "0009",
         "0010",
+        "0011",
     ]
     assert store.migrate() == []
     store.close()
@@ -96,9 +98,9 @@ def test_eight_processes_opening_an_empty_store_migrate_it_exactly_once(
     with store.read() as conn:
         history = conn.execute(select(schema_history.c.revision)).scalars().all()
     store.close()
-    assert revisions == ["0010"] * 8
+    assert revisions == ["0011"] * 8
     once = "each revision is applied and recorded exactly once"
-    assert history == [f"{n:04d}" for n in range(1, 11)], once
+    assert history == [f"{n:04d}" for n in range(1, 12)], once
 
 
 def test_a_failed_write_transaction_leaves_nothing(metadata_uri: str) -> None:

@@ -505,6 +505,8 @@ monitor_runs = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("created_by", String(NAME), nullable=False),
     Column("error", Text, nullable=True),  # why a failed run failed (migration 0010)
+    # JSON list of the rules the run could not evaluate, with why (migration 0011)
+    Column("skipped_rules", Text, nullable=True),
     Index(None, "name", "created_at"),
 )
 
