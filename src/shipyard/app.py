@@ -118,7 +118,12 @@ class Shipyard:
             scratch=state / "tmp",
         )
         self.pipelines = PipelineService(
-            self.metadata, self.content, self.settings, user=self.user, audit=self.audit
+            self.metadata,
+            self.content,
+            self.settings,
+            user=self.user,
+            audit=self.audit,
+            resolve_dataset=self.datasets.resolve,
         )
         self.schedules = ScheduleService(
             self.metadata,

@@ -113,3 +113,35 @@ def test_resume_on_ray_reruns_only_the_failed_task(project: Shipyard, tmp_path: 
     assert resumed.resumed_from == failed.id
     assert _statuses(project, resumed.id) == {"prepare-0": "cached", "finish-0": "succeeded"}
     assert [name for name, _ in _calls(tmp_path)] == ["prepare", "finish", "finish"]
+
+
+READER = """
+import shipyard as sy
+
+@sy.task(cache=True)
+def rows(root: str, reference: str) -> int:
+    with sy.connect(root, user="alice") as project:
+        return int(project.datasets.get(reference).to_arrow().num_rows)
+
+@sy.pipeline(name="ray-reads")
+def flow(root: str = "", reference: str = "wine@latest") -> int:
+    return rows(root, reference)
+"""
+
+
+def test_a_task_on_ray_that_reads_name_at_latest_reruns_once_the_data_moved(
+    project: Shipyard, tmp_path: Path
+) -> None:
+    import pyarrow as pa
+
+    (tmp_path / "reads.py").write_text(textwrap.dedent(READER))
+    target = f"{tmp_path / 'reads.py'}:flow"
+    params = {"root": str(project.settings.root)}
+    project.datasets.add("wine", pa.table({"x": [1, 2, 3]}))
+    assert project.pipelines.run(target, params).result == 3
+    cached = project.pipelines.run(target, params)
+    assert _statuses(project, cached.id) == {"rows-0": "cached"}
+    project.datasets.add("wine", pa.table({"x": [1, 2, 3, 4]}))
+    newer = project.pipelines.run(target, params)
+    assert newer.executor == "ray" and newer.result == 4, newer.error
+    assert _statuses(project, newer.id) == {"rows-0": "succeeded"}

@@ -19,9 +19,10 @@ from shipyard.client.blobs import RemoteBlobs, hash_files
 from shipyard.client.http import ApiClient
 from shipyard.domain.datasets import DatasetCard, DatasetSummary, DatasetVersion, ManifestEntry
 from shipyard.domain.datasets import content_digest as identity_of
+from shipyard.domain.pipelines import note_dataset_read
 from shipyard.domain.profiles import TableProfile
 from shipyard.domain.records import from_record
-from shipyard.domain.references import validate_name
+from shipyard.domain.references import Reference, validate_name
 from shipyard.errors import NotFoundError, NotSupportedError
 from shipyard.services.dataset_inputs import check_add, table_format_of
 from shipyard.services.datasets import AddResult, DatasetService, Progress
@@ -142,13 +143,23 @@ class RemoteDatasetService(DatasetService):
         return from_record(AddResult, answer)
 
     def resolve(self, reference: str) -> DatasetVersion:
-        """Resolve ``name``, ``name@N``, ``name@latest`` or ``name@label`` on the server."""
+        """Resolve ``name``, ``name@N``, ``name@latest`` or ``name@label`` on the server.
+
+        Inside a pipeline task, a reference that may move is noted with the content it gave
+        (a cached result of the task is reused only while it gives the same).
+        """
+        version = self._resolve(reference)
+        pinned = Reference.parse(reference).version is not None
+        note_dataset_read(reference, pinned, version.content_digest)
+        return version
+
+    def _resolve(self, reference: str) -> DatasetVersion:
         answer = self._client.call("GET", "/dataset-versions", params={"reference": reference})
         return from_record(DatasetVersion, answer)
 
     def _latest(self, name: str) -> DatasetVersion | None:
         try:
-            return self.resolve(f"{name}@latest")
+            return self._resolve(f"{name}@latest")
         except NotFoundError:  # the server answers 404 for a dataset without versions
             return None
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 from shipyard.client.blobs import RemoteBlobs
 from shipyard.client.http import ApiClient
+from shipyard.domain.datasets import DatasetVersion
 from shipyard.domain.ids import host_label
 from shipyard.domain.pipelines import PipelineRun, TaskRun
 from shipyard.domain.records import from_record
@@ -100,10 +101,16 @@ class RemotePipelineService(PipelineService):
         blobs: the server's content (results and logs by digest).
         settings: the local settings (default executor, notification sinks); default:
             those of the working directory.
+        resolve_dataset: resolves a dataset reference on the server (cached task results
+            made from ``name@latest`` are reused only while it resolves alike).
     """
 
     def __init__(
-        self, client: ApiClient, blobs: RemoteBlobs, settings: Settings | None = None
+        self,
+        client: ApiClient,
+        blobs: RemoteBlobs,
+        settings: Settings | None = None,
+        resolve_dataset: Callable[[str], DatasetVersion] | None = None,
     ) -> None:
         # Not PipelineService.__init__: there is no store here. Every method that reads
         # or writes one is overridden below or goes through the book and the blobs.
@@ -111,6 +118,7 @@ class RemotePipelineService(PipelineService):
         self._content = blobs
         self._settings = settings if settings is not None else Settings.load()
         self._audit = None
+        self._resolve_dataset = resolve_dataset
         self._book = RemoteRunBook(client)
         self._me: str | None = None
 

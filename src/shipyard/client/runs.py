@@ -224,7 +224,9 @@ class RemoteProject:
         self.models = RemoteModelService(self.client, self.transfers, self.registry, cache=cache)
         self.runs = RemoteRunService(self.client, self.transfers, self.models)
         self.datasets = RemoteDatasetService(self.client, self.transfers, cache=cache)
-        self.pipelines = RemotePipelineService(self.client, self.transfers, settings)
+        self.pipelines = RemotePipelineService(
+            self.client, self.transfers, settings, resolve_dataset=self.datasets.resolve
+        )
         self.schedules = RemoteScheduleService(self.client, self.pipelines, settings)
         self.monitoring = RemoteMonitoringService(
             self.client, self.transfers, project=self, settings=settings or Settings.load()

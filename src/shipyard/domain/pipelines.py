@@ -21,12 +21,14 @@ __all__ = [
     "CURRENT_PIPELINE_RUN",
     "PIPELINE_RUN_HEADER",
     "RUN_STATES",
+    "TASK_DATASET_READS",
     "TASK_STATES",
     "TERMINAL",
     "PipelineRun",
     "TaskOptions",
     "TaskRun",
     "current_pipeline_run",
+    "note_dataset_read",
     "parse_duration",
     "parse_memory",
 ]
@@ -49,6 +51,12 @@ TERMINAL = frozenset({"succeeded", "cached", "failed", "cancelled", "crashed"})
 CURRENT_PIPELINE_RUN: ContextVar[str | None] = ContextVar("shipyard_pipeline_run", default=None)
 # The HTTP header a client sends from inside a pipeline task: the run's id.
 PIPELINE_RUN_HEADER = "x-shipyard-pipeline-run"
+# The dataset references that may move (``name@latest``, ``name@label``) a running task
+# resolved, with the content digest each gave: a cached result of the task is reused only
+# while each still resolves to that content. Set by the executor where a task runs.
+TASK_DATASET_READS: ContextVar[list[tuple[str, str]] | None] = ContextVar(
+    "shipyard_task_dataset_reads", default=None
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -58,6 +66,16 @@ _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE
 def current_pipeline_run() -> str | None:
     """The id of the pipeline run the calling code runs inside, if any."""
     return CURRENT_PIPELINE_RUN.get()
+
+
+def note_dataset_read(reference: str, pinned: bool, content_digest: str) -> None:
+    """Tell the running task, if any, that ``reference`` resolved to this content.
+
+    A pinned reference (``name@3``) always resolves alike and is not noted.
+    """
+    reads = TASK_DATASET_READS.get()
+    if reads is not None and not pinned and (reference, content_digest) not in reads:
+        reads.append((reference, content_digest))
 
 
 def parse_duration(value: str | float | None) -> float | None:

@@ -55,6 +55,8 @@ class TaskOutcome:
         started: when it started (``time.time()``).
         ended: when it ended.
         pid: the process it ran in.
+        dataset_reads: (reference, content digest) of each dataset reference that may move
+            the attempt resolved (``domain.pipelines.TASK_DATASET_READS``).
     """
 
     value: Any
@@ -64,6 +66,7 @@ class TaskOutcome:
     started: float
     ended: float
     pid: int
+    dataset_reads: tuple[tuple[str, str], ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -18,7 +18,7 @@ import time
 import traceback
 from typing import Any, TextIO
 
-from shipyard.domain.pipelines import CURRENT_PIPELINE_RUN
+from shipyard.domain.pipelines import CURRENT_PIPELINE_RUN, TASK_DATASET_READS
 from shipyard.executors.base import TaskOutcome, TaskSpec
 
 __all__ = ["run_captured"]
@@ -123,6 +123,8 @@ def run_captured(spec: TaskSpec) -> TaskOutcome:
     previous = _buffer()
     _local.buffer = buffer
     token = CURRENT_PIPELINE_RUN.set(spec.run_id)
+    reads: list[tuple[str, str]] = []
+    reads_token = TASK_DATASET_READS.set(reads)
     value: Any = None
     error: str | None = None
     error_type: str | None = None
@@ -137,5 +139,6 @@ def run_captured(spec: TaskSpec) -> TaskOutcome:
         ended = time.time()
         _local.buffer = previous
         CURRENT_PIPELINE_RUN.reset(token)
+        TASK_DATASET_READS.reset(reads_token)
     logs = "".join(buffer).encode("utf-8", "replace") if buffer else b""
-    return TaskOutcome(value, error, error_type, logs, started, ended, os.getpid())
+    return TaskOutcome(value, error, error_type, logs, started, ended, os.getpid(), tuple(reads))

@@ -23,6 +23,7 @@ from shipyard.domain.datasets import (
 )
 from shipyard.domain.diffs import DatasetDiff
 from shipyard.domain.ids import new_id, utcnow
+from shipyard.domain.pipelines import note_dataset_read
 from shipyard.domain.profiles import ColumnSchema, TableProfile
 from shipyard.domain.references import LATEST, Reference, validate_name
 from shipyard.errors import (
@@ -414,10 +415,19 @@ class DatasetService:
     def resolve(self, reference: str) -> DatasetVersion:
         """Resolve ``name``, ``name@N``, ``name@latest`` or ``name@label`` to a version.
 
+        Inside a pipeline task, a reference that may move is noted with the content it gave
+        (a cached result of the task is reused only while it gives the same).
+
         Raises:
             InvalidReferenceError: for a malformed reference.
             DatasetNotFoundError: if nothing answers to it.
         """
+        version = self._resolve(reference)
+        pinned = Reference.parse(reference).version is not None
+        note_dataset_read(reference, pinned, version.content_digest)
+        return version
+
+    def _resolve(self, reference: str) -> DatasetVersion:
         ref = Reference.parse(reference)
         query = select(dataset_versions).where(dataset_versions.c.name == ref.name)
         with self._metadata.read() as conn:
@@ -453,7 +463,7 @@ class DatasetService:
 
     def _latest(self, name: str) -> DatasetVersion | None:
         try:
-            return self.resolve(f"{name}@latest")
+            return self._resolve(f"{name}@latest")
         except DatasetNotFoundError:
             return None
 

@@ -121,7 +121,11 @@ class SqlRunBook:
         return bool(cancel)
 
     def lookup(self, cache_key: str, *, created_by: str | None = None) -> str | None:
-        """A stored result for ``cache_key`` (of runs ``created_by`` started, if given)."""
+        """The newest stored result for ``cache_key`` (of runs ``created_by`` started, if given).
+
+        Newest by run (ids sort by time): when a result was made again because a dataset
+        it read had moved, the new one is found, not the one that no longer holds.
+        """
         query = (
             select(task_runs.c.result_digest)
             .where(
@@ -129,6 +133,7 @@ class SqlRunBook:
                 task_runs.c.status.in_(["succeeded", "cached"]),
                 task_runs.c.result_digest.is_not(None),
             )
+            .order_by(task_runs.c.pipeline_run_id.desc())
             .limit(1)
         )
         if created_by is not None:

@@ -10,8 +10,10 @@ A dataset version passed to a task (a ``DatasetHandle`` from ``datasets.get`` or
 ``DatasetVersion``) counts by its content digest, not by its reference: a new version of
 ``wine`` makes a handle got with ``"wine@latest"`` key differently. A string is hashed as
 text, even one that reads like ``wine@latest``: the engine cannot tell a reference from
-any other string, so such a task is keyed by the text and must pin a version (``wine@3``)
-or be given a handle to follow the data.
+any other string. What the task does with it is seen instead: each reference that may
+move (``wine@latest``, ``wine@prod``) the task resolves while it runs is stored with its
+result, with the content it gave (``TaskResult``), and the result is reused only while
+every one of them still gives the same content.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from __future__ import annotations
 import inspect
 import marshal
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from blake3 import blake3
@@ -32,10 +35,12 @@ from shipyard.stores.artifacts.content import BlobInfo
 __all__ = [
     "DATASET_INPUTS",
     "ResultStore",
+    "TaskResult",
     "code_digest",
     "dataset_key",
     "input_digest",
     "load_result",
+    "load_task_result",
     "store_result",
 ]
 
@@ -112,21 +117,48 @@ def input_digest(code: str, inputs: Any) -> str | None:
     return hasher.hexdigest()
 
 
-def store_result(content: ResultStore, key: str, value: Any) -> str:
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    """A task's value with the moving dataset references it resolved, as stored.
+
+    Attributes:
+        value: what the task returned.
+        dataset_reads: (reference, content digest) of each ``name@latest`` or
+            ``name@label`` the task resolved while it ran.
+    """
+
+    value: Any
+    dataset_reads: tuple[tuple[str, str], ...]
+
+
+def store_result(
+    content: ResultStore, key: str, value: Any, dataset_reads: Sequence[tuple[str, str]] = ()
+) -> str:
     """Pickle a task's value into the content store; its digest.
+
+    A value got by resolving moving dataset references is stored as a ``TaskResult``
+    with them; any other value as itself.
 
     Raises:
         TaskResultError: naming the task when the value cannot be pickled.
     """
     import cloudpickle
 
+    reads = tuple((reference, digest) for reference, digest in dataset_reads)
+    stored = TaskResult(value, reads) if reads else value
     try:
-        data = cloudpickle.dumps(value, protocol=5)
+        data = cloudpickle.dumps(stored, protocol=5)
     except Exception as exc:
         raise TaskResultError(key, f"{type(exc).__name__}: {exc}") from None
     return content.put_bytes(data).digest
 
 
 def load_result(content: ResultStore, digest: str) -> Any:
-    """A stored task value, verified against its digest."""
-    return pickle.loads(content.read_bytes(digest))
+    """A stored value, verified against its digest."""
+    return load_task_result(content, digest).value
+
+
+def load_task_result(content: ResultStore, digest: str) -> TaskResult:
+    """A stored task value and the moving dataset references it was made from."""
+    stored = pickle.loads(content.read_bytes(digest))
+    return stored if isinstance(stored, TaskResult) else TaskResult(stored, ())

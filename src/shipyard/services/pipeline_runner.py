@@ -29,7 +29,7 @@ from shipyard.services.pipeline_caching import (
     code_digest,
     dataset_key,
     input_digest,
-    load_result,
+    load_task_result,
     store_result,
 )
 from shipyard.services.pipeline_records import RunRecorder
@@ -61,6 +61,7 @@ class _Node:
     pid: int | None = None
     cache_key: str | None = None
     result_digest: str | None = None
+    dataset_reads: tuple[tuple[str, str], ...] = ()
     future: Future[TaskOutcome] | None = None
     done: threading.Event | None = None
 
@@ -75,6 +76,9 @@ class Runner:
         recorder: queues row changes (started by the caller).
         use_cache: whether ``cache=True`` tasks may reuse earlier results.
         lookup: finds a stored result by cache key.
+        content_of: the content digest a dataset reference resolves to now (None when it
+            no longer resolves): a stored result made from a moving reference is reused
+            only while it resolves to the same content.
         reuse: results of the run being resumed, ``{task key: (cache key, digest)}``.
         on_event: told of retries.
     """
@@ -90,6 +94,7 @@ class Runner:
         lookup: CacheLookup,
         reuse: dict[str, tuple[str, str]],
         on_event: Event,
+        content_of: Callable[[str], str | None],
     ) -> None:
         self.run_id = run_id
         self._executor = executor
@@ -98,6 +103,7 @@ class Runner:
         self._use_cache = use_cache
         self._lookup = lookup
         self._reuse = reuse
+        self._content_of = content_of
         self._on_event = on_event
         self._lock = threading.RLock()
         self._nodes: dict[str, _Node] = {}
@@ -205,7 +211,9 @@ class Runner:
         for node in self.nodes():
             if node.status == "succeeded" and node.result_digest is None:
                 try:
-                    node.result_digest = store_result(self._content, node.key, node.value)
+                    node.result_digest = store_result(
+                        self._content, node.key, node.value, node.dataset_reads
+                    )
                 except TaskResultError:
                     continue  # a resume reruns this task
                 self._record(node)
@@ -228,10 +236,15 @@ class Runner:
         digest = self._stored(node)
         if digest is not None:
             try:
-                node.value = load_result(self._content, digest)
+                stored = load_task_result(self._content, digest)
             except Exception:  # a lost or unreadable result: run the task instead
-                digest = None
-            else:
+                stored = None
+            moved = self._moved(stored.dataset_reads) if stored is not None else None
+            if moved:
+                node.logs.append(f"cached result not used: {moved}\n".encode())
+            elif stored is not None:
+                node.value = stored.value
+                node.dataset_reads = stored.dataset_reads
                 node.result_digest = digest
                 node.started = node.ended = time.time()
                 with self._lock:
@@ -239,6 +252,16 @@ class Runner:
         node.args, node.kwargs = args, kwargs
         self._submit(node)
         return []
+
+    def _moved(self, reads: tuple[tuple[str, str], ...]) -> str | None:
+        """Which dataset reference a stored result was made from resolves otherwise now."""
+        for reference, digest in reads:
+            now = self._content_of(reference)
+            if now != digest:
+                return f"dataset {reference} " + (
+                    "no longer resolves" if now is None else "now has other content"
+                )
+        return None
 
     def _stored(self, node: _Node) -> str | None:
         if node.cache_key is None:
@@ -291,9 +314,12 @@ class Runner:
                 node.logs.append(header + outcome.logs)
             if error is None:
                 node.value = outcome.value
+                node.dataset_reads = outcome.dataset_reads
                 if node.task.options.cache and node.cache_key is not None:
                     try:
-                        node.result_digest = store_result(self._content, node.key, node.value)
+                        node.result_digest = store_result(
+                            self._content, node.key, node.value, node.dataset_reads
+                        )
                     except TaskResultError as exc:
                         error, error_type = str(exc), "TaskResultError"
                         node.logs.append(f"{exc}\n".encode())

@@ -12,15 +12,22 @@ import json
 import os
 import socket
 import traceback
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
 
+from shipyard.domain.datasets import DatasetVersion
 from shipyard.domain.ids import utcnow
 from shipyard.domain.notifications import NotificationEvent
 from shipyard.domain.pipelines import TERMINAL, PipelineRun, TaskRun
-from shipyard.errors import ConflictError, InvalidArgumentError, PipelineRunNotFoundError
+from shipyard.errors import (
+    ConflictError,
+    InvalidArgumentError,
+    NotFoundError,
+    PipelineRunNotFoundError,
+)
 from shipyard.executors import Executor, executor_scheme, open_executor
 from shipyard.services.audit import AuditService
 from shipyard.services.notifications import Notifier
@@ -51,6 +58,8 @@ class PipelineService:
         content: the artifact store (results, logs).
         settings: the project's settings (default executor, notification sinks).
         user: who starts runs.
+        resolve_dataset: resolves a dataset reference (``datasets.resolve``): a cached task
+            result made from ``name@latest`` is reused only while it resolves alike.
     """
 
     def __init__(
@@ -61,12 +70,14 @@ class PipelineService:
         *,
         user: str,
         audit: AuditService | None = None,
+        resolve_dataset: Callable[[str], DatasetVersion] | None = None,
     ) -> None:
         self._metadata = metadata
         self._content = content
         self._settings = settings
         self._user = user
         self._audit = audit
+        self._resolve_dataset = resolve_dataset
         self._book: RunBook = SqlRunBook(metadata, user)
         install_lineage_hook(metadata, user)
 
@@ -178,6 +189,7 @@ class PipelineService:
                 lookup=self._lookup,
                 reuse=reuse,
                 on_event=event,
+                content_of=self._content_of,
             )
             recorder.start()
             value, error = runner.execute(flow.fn, values)
@@ -355,6 +367,15 @@ class PipelineService:
 
     def _lookup(self, cache_key: str) -> str | None:
         return self._book.lookup(cache_key)
+
+    def _content_of(self, reference: str) -> str | None:
+        """The content a dataset reference resolves to now; None if it does not resolve."""
+        if self._resolve_dataset is None:
+            return None
+        try:
+            return self._resolve_dataset(reference).content_digest
+        except (NotFoundError, InvalidArgumentError):
+            return None
 
     def _reusable(self, run_id: str) -> dict[str, tuple[str, str]]:
         run = self.get(run_id)
