@@ -44,6 +44,7 @@ class Mode:
     pipelines: Any
     runs: Any
     user: str
+    datasets: Any
 
 
 @pytest.fixture(params=["local", "remote"])
@@ -51,10 +52,11 @@ def mode(request: pytest.FixtureRequest, team: Team) -> Iterator[Mode]:
     """The project's own services, or a remote project's as the editor eddie."""
     CALLS.clear()
     if request.param == "local":
-        yield Mode("local", team.project.pipelines, team.project.runs, team.project.user)
+        project = team.project
+        yield Mode("local", project.pipelines, project.runs, project.user, project.datasets)
         return
     with RemoteProject(team.url, team.tokens["editor"], team.project.settings) as remote:
-        yield Mode("remote", remote.pipelines, remote.runs, "eddie")
+        yield Mode("remote", remote.pipelines, remote.runs, "eddie", remote.datasets)
 
 
 @sy.task(cache=True)
@@ -328,3 +330,35 @@ def test_the_pipeline_run_header_only_names_ones_own_running_run(team: Team) -> 
     with team.project.metadata.read() as conn:
         edges = conn.execute(select(lineage_edges)).mappings().all()
     assert [(e["from_id"], e["to_id"]) for e in edges] == [(run_id, made.json()["id"])]
+
+
+READING: list[Any] = []  # the datasets service a thread task reads through, in this mode
+
+
+@sy.task(cache=True)
+def rows_of(reference: str) -> int:
+    CALLS.append("rows_of")
+    return int(READING[0].get(reference).to_arrow().num_rows)
+
+
+@sy.pipeline(name="rows-of-latest")
+def rows_of_latest(reference: str = "") -> int:
+    return rows_of(reference)  # type: ignore[no-any-return]
+
+
+def test_a_task_reading_name_at_latest_runs_again_after_a_new_version(
+    mode: Mode, team: Team
+) -> None:
+    import pyarrow as pa
+
+    READING[:] = [mode.datasets]
+    params = {"reference": f"beans-{mode.name}@latest"}
+    team.project.datasets.add(f"beans-{mode.name}", pa.table({"x": [1, 2]}))
+    assert mode.pipelines.run(rows_of_latest, params).result == 2
+    cached = mode.pipelines.run(rows_of_latest, params)
+    assert [t.status for t in mode.pipelines.tasks(cached.id)] == ["cached"]
+    team.project.datasets.add(f"beans-{mode.name}", pa.table({"x": [1, 2, 3]}))
+    newer = mode.pipelines.run(rows_of_latest, params)
+    assert newer.result == 3, newer.error  # not the 2 of the version first read
+    assert [t.status for t in mode.pipelines.tasks(newer.id)] == ["succeeded"]
+    assert CALLS == ["rows_of", "rows_of"]
