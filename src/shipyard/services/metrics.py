@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, and_, bindparam, func, select
+from sqlalchemy import Connection, select
 
 from shipyard.domain.metrics import CHUNK_POINTS, POINT, MetricHistory, pack, unpack
 from shipyard.domain.runs import MetricSummary
@@ -59,49 +59,30 @@ class MetricStore:
         raw = pack(np.array(flat, dtype=POINT))
         size = POINT.itemsize
         inserts: list[tuple[Any, ...]] = []
-        updates: list[dict[str, Any]] = []
+        updates: list[tuple[Any, ...]] = []
         summaries: list[dict[str, Any]] = []
         for key, first, n in spans:
             seq, count, data = tails.get(key, (-1, CHUNK_POINTS, b""))
             start = first
             if count < CHUNK_POINTS:
                 start += min(CHUNK_POINTS - count, n)
-                updates.append(
-                    {
-                        "r": run_id,
-                        "k": key,
-                        "s": seq,
-                        "count": count + start - first,
-                        "data": data + raw[first * size : start * size],
-                    }
-                )
+                grown = data + raw[first * size : start * size]
+                updates.append((count + start - first, grown, run_id, key, seq))
             for begin in range(start, first + n, CHUNK_POINTS):
                 stop = min(begin + CHUNK_POINTS, first + n)
                 seq += 1
                 inserts.append((run_id, key, seq, stop - begin, raw[begin * size : stop * size]))
             summaries.append(_summary(run_id, key, by_key[key], latest.get(key)))
+        sql = self._metadata.driver_sql
         if updates:
-            conn.execute(
-                metric_chunks.update()
-                .where(
-                    metric_chunks.c.run_id == _bind("r"),
-                    metric_chunks.c.key == _bind("k"),
-                    metric_chunks.c.seq == _bind("s"),
-                )
-                .values(count=_bind("count"), data=_bind("data")),
-                updates,
-            )
+            conn.exec_driver_sql(sql(conn, _UPDATE_CHUNK), updates)
         if inserts:
             self._metadata.bulk_insert(conn, metric_chunks, _CHUNK_COLUMNS, inserts)
         existing = [s for s in summaries if s["key"] in latest]
         fresh = [s for s in summaries if s["key"] not in latest]
         if existing:
-            conn.execute(
-                metric_latest.update()
-                .where(metric_latest.c.run_id == _bind("r"), metric_latest.c.key == _bind("k"))
-                .values({c: _bind(c) for c in _SUMMARY_COLUMNS}),
-                [{**s, "r": s["run_id"], "k": s["key"]} for s in existing],
-            )
+            rows = [(*(e[c] for c in _SUMMARY_COLUMNS), e["run_id"], e["key"]) for e in existing]
+            conn.exec_driver_sql(sql(conn, _UPDATE_LATEST), rows)
         if fresh:
             self._metadata.bulk_insert(
                 conn,
@@ -118,35 +99,23 @@ class MetricStore:
     def _tails(
         self, conn: Connection, run_id: str, keys: list[str]
     ) -> dict[str, tuple[int, int, bytes]]:
+        """(seq, count, data) of the last chunk of each of these keys that has one."""
         found: dict[str, tuple[int, int, bytes]] = {}
-        c = metric_chunks.c
         for start in range(0, len(keys), _BATCH):
             batch = keys[start : start + _BATCH]
-            last = (
-                select(c.key, func.max(c.seq).label("seq"))
-                .where(c.run_id == run_id, c.key.in_(batch))
-                .group_by(c.key)
-                .subquery()
-            )
-            rows = conn.execute(
-                select(c.key, c.seq, c.count, c.data)
-                .join(last, and_(c.key == last.c.key, c.seq == last.c.seq))
-                .where(c.run_id == run_id)
-            )
-            for row in rows:
-                m = row._mapping
-                found[m["key"]] = (int(m["seq"]), int(m["count"]), bytes(m["data"]))
+            query = self._metadata.driver_sql(conn, _TAILS.format(keys=_marks(len(batch))))
+            for key, seq, count, data in conn.exec_driver_sql(query, (run_id, *batch, run_id)):
+                found[key] = (int(seq), int(count), bytes(data))
         return found
 
     def _latest(self, conn: Connection, run_id: str, keys: list[str]) -> dict[str, Any]:
+        """The stored summary of each of these keys that has one."""
         found: dict[str, Any] = {}
         for start in range(0, len(keys), _BATCH):
             batch = keys[start : start + _BATCH]
-            query = select(metric_latest).where(
-                metric_latest.c.run_id == run_id, metric_latest.c.key.in_(batch)
-            )
-            for row in conn.execute(query):
-                found[row.key] = row._mapping
+            query = self._metadata.driver_sql(conn, _LATEST.format(keys=_marks(len(batch))))
+            for row in conn.exec_driver_sql(query, (run_id, *batch)):
+                found[row[0]] = dict(zip(_SUMMARY_COLUMNS, row[1:], strict=True))
         return found
 
     def history(self, run_id: str, key: str) -> MetricHistory:
@@ -180,6 +149,24 @@ class MetricStore:
 
 
 _ANY_METRIC = "SELECT 1 FROM metric_latest WHERE run_id = {mark} LIMIT 1"
+# Plain driver SQL (``?`` marks, made the driver's by ``driver_sql``): appending a batch runs
+# these every time, where building them in SQLAlchemy cost more than running them.
+_TAILS = (
+    'SELECT c."key", c.seq, c."count", c.data FROM metric_chunks c JOIN ('
+    'SELECT "key", max(seq) AS seq FROM metric_chunks WHERE run_id = ? AND "key" IN ({keys}) '
+    'GROUP BY "key") t ON c."key" = t."key" AND c.seq = t.seq WHERE c.run_id = ?'
+)
+_LATEST = (
+    'SELECT "key", value, is_nan, step, "timestamp", min_value, max_value, "count" '
+    'FROM metric_latest WHERE run_id = ? AND "key" IN ({keys})'
+)
+_UPDATE_CHUNK = (
+    'UPDATE metric_chunks SET "count" = ?, data = ? WHERE run_id = ? AND "key" = ? AND seq = ?'
+)
+_UPDATE_LATEST = (
+    'UPDATE metric_latest SET value = ?, is_nan = ?, step = ?, "timestamp" = ?, min_value = ?, '
+    'max_value = ?, "count" = ? WHERE run_id = ? AND "key" = ?'
+)
 _CHUNK_COLUMNS = ("run_id", "key", "seq", "count", "data")
 _LATEST_COLUMNS = (
     "run_id",
@@ -195,8 +182,8 @@ _LATEST_COLUMNS = (
 _SUMMARY_COLUMNS = ("value", "is_nan", "step", "timestamp", "min_value", "max_value", "count")
 
 
-def _bind(name: str) -> Any:
-    return bindparam(name)
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
 
 
 def _summary(
