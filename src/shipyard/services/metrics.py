@@ -92,8 +92,8 @@ class MetricStore:
             )
 
     def _has_metrics(self, conn: Connection, run_id: str) -> bool:
-        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-        found = conn.exec_driver_sql(_ANY_METRIC.format(mark=mark), (run_id,)).first()
+        query = self._metadata.driver_sql(conn, _ANY_METRIC)
+        found = conn.exec_driver_sql(query, (run_id,)).first()
         return found is not None
 
     def _tails(
@@ -148,9 +148,9 @@ class MetricStore:
             return sorted(conn.execute(query).scalars())
 
 
-_ANY_METRIC = "SELECT 1 FROM metric_latest WHERE run_id = {mark} LIMIT 1"
 # Plain driver SQL (``?`` marks, made the driver's by ``driver_sql``): appending a batch runs
 # these every time, where building them in SQLAlchemy cost more than running them.
+_ANY_METRIC = "SELECT 1 FROM metric_latest WHERE run_id = ? LIMIT 1"
 _TAILS = (
     'SELECT c."key", c.seq, c."count", c.data FROM metric_chunks c JOIN ('
     'SELECT "key", max(seq) AS seq FROM metric_chunks WHERE run_id = ? AND "key" IN ({keys}) '
