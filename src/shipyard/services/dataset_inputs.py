@@ -42,8 +42,15 @@ def check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def table_format_of(files: Sequence[LocalFile]) -> str | None:
-    """The table format the files share by suffix, or None (opaque files, or mixed)."""
-    formats = set(map(format_of, names_of(files)))
-    if len(formats) == 1:
-        return formats.pop()
-    return None
+    """The table format the files share by suffix, or None (opaque files, or mixed).
+
+    Stops at the first file that is opaque or of another format: a folder of 100,000 opaque
+    files is told by its first.
+    """
+    shared = None
+    for name in names_of(files):
+        kind = format_of(name)
+        if kind is None or kind != (shared or kind):
+            return None
+        shared = kind
+    return shared

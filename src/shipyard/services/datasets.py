@@ -148,16 +148,18 @@ class DatasetService:
             check_relative_paths(names_of(files))
             if progress is not None:
                 progress("hash", 0, len(files))
-            early = self._profile_early(files, format, keys, progress)
+            table_format = format or table_format_of(files)
+            early = self._profile_early(files, table_format, keys, progress)
             try:
                 # Columns all the way: a re-add of an unchanged folder of 100,000 files ends
-                # here without an object per file.
-                digested = self._objects.digest(files)
+                # here without an object per file. Files that are no table are stored as
+                # they are hashed: nothing after can refuse them (a key can: it needs a table).
+                opaque = table_format is None and not keys
+                digested = self._objects.digest(files, store_small=opaque)
                 hashed, identity = digested.hashed, digested.identity
                 latest = self._latest(name)
                 if latest is not None and latest.content_digest == identity:
                     return AddResult(latest, False, 0, hashed)
-                table_format = format or table_format_of(files)
                 profile, staged = self._describe_and_stage(
                     files, digested, table_format, keys, progress, early and early[1]
                 )
@@ -268,7 +270,7 @@ class DatasetService:
     def _profile_early(
         self,
         files: Sequence[LocalFile],
-        format: str | None,
+        table_format: str | None,
         keys: tuple[str, ...],
         progress: Progress | None,
     ) -> tuple[ThreadPoolExecutor, Future[TableProfile | None]] | None:
@@ -277,7 +279,6 @@ class DatasetService:
         # An unchanged re-add reads nothing, so it profiles nothing either.
         if len(files) > _EARLY_FILES:
             return None
-        table_format = format or table_format_of(files)
         if table_format is None or total_size(files) < _OVERLAP_FROM:
             return None
         if not self._objects.stale(files):

@@ -28,10 +28,7 @@ import os
 import shutil
 import tempfile
 import weakref
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -42,7 +39,6 @@ from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
 from shipyard.domain.digests import format_digest
-from shipyard.domain.ids import utcnow
 from shipyard.errors import ConflictError, CorruptBlobError, NotFoundError
 from shipyard.services.chunking import CHUNK_FROM, ChunkPlan, plan_chunks, read_chunk
 from shipyard.services.hashing import (
@@ -58,6 +54,7 @@ from shipyard.services.hashing import (
     read_checked,
 )
 from shipyard.services.manifests import decode_manifest, encode_manifest
+from shipyard.services.packing import BlobWriter, EarlyPacks, PackWriter, StagedObjects
 from shipyard.stores.artifacts.content import BlobInfo, ContentStore
 from shipyard.stores.artifacts.local import LocalBlobStore
 from shipyard.stores.metadata import SqlMetadataStore
@@ -78,7 +75,6 @@ __all__ = [
     "content_identity",
 ]
 
-PACK_TARGET = 32 * 1024 * 1024
 # Digests per "already stored?" query: within SQLite's 32,766 and PostgreSQL's 65,535 bound
 # parameters, and few statements for a folder of 100,000 files.
 _QUERY_BATCH = 2_000
@@ -88,113 +84,7 @@ _OBJECT_COLUMNS = ("digest", "size", "storage", "blob", "offset", "created_at")
 # The bytes of small files read while hashing are kept, up to this much, for the stage that
 # follows, so that a new small file is read once.
 _READ_AHEAD = 512 * 1024 * 1024
-# Bytes handed to the background blob writer and not stored yet, at most.
-_WRITE_AHEAD = PACK_TARGET
 Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
-
-
-ObjectRow = tuple[str, int, str, str | None, int | None]  # digest, size, storage, blob, offset
-
-
-@dataclass
-class StagedObjects:
-    """Files whose bytes are in the blob store, and the metadata rows still to commit.
-
-    ``object_rows`` are plain tuples (``_OBJECT_COLUMNS`` without ``created_at``, which is
-    ``created_at`` for all): a folder of 100,000 new files makes as many.
-    """
-
-    files: Sequence[StoredFile] | DigestedFiles
-    object_rows: list[ObjectRow] = field(default_factory=list)
-    chunk_rows: list[dict[str, Any]] = field(default_factory=list)
-    new_bytes: int = 0
-    created_at: datetime = field(default_factory=utcnow)
-
-
-class _BlobWriter:
-    """Stores blobs on one background thread, in order, while the caller reads and hashes on.
-
-    Every blob of a stage goes through it, so one thread at a time uses the blob store. At
-    most ``_WRITE_AHEAD`` bytes wait to be stored; each put's result goes to its ``then`` on
-    the caller's thread, in the order of the puts. Once a put fails the ones after it are
-    skipped, and leaving the block waits for the put in progress and drops the rest: nothing
-    is written after a stage has failed.
-    """
-
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="shipyard-store")
-        self._pending: deque[tuple[Future[BlobInfo], Callable[[BlobInfo], None], int]] = deque()
-        self._waiting = 0
-        self._failed = False
-
-    def put(
-        self, size: int, store: Callable[[], BlobInfo], then: Callable[[BlobInfo], None]
-    ) -> None:
-        self._pending.append((self._pool.submit(self._run, store), then, size))
-        self._waiting += size
-        while self._waiting > _WRITE_AHEAD:
-            self._next()
-
-    def finish(self) -> None:
-        while self._pending:
-            self._next()
-
-    def _run(self, store: Callable[[], BlobInfo]) -> BlobInfo:
-        if self._failed:  # the caller raises the first failure; this is never seen
-            raise CancelledError
-        try:
-            return store()
-        except BaseException:
-            self._failed = True
-            raise
-
-    def _next(self) -> None:
-        future, then, size = self._pending.popleft()
-        self._waiting -= size
-        then(future.result())
-
-    def __enter__(self) -> _BlobWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-class _PackWriter:
-    """Concatenates small files into pack blobs."""
-
-    def __init__(self, content: ContentStore, writer: _BlobWriter, staged: StagedObjects) -> None:
-        self._content = content
-        self._writer = writer
-        self._staged = staged
-        self._pieces: list[bytes] = []
-        self._size = 0
-        self._members: list[tuple[str, int, int]] = []  # digest, offset, size
-
-    def add(self, digest: str, data: bytes) -> None:
-        self._members.append((digest, self._size, len(data)))
-        self._pieces.append(data)
-        self._size += len(data)
-        if self._size >= PACK_TARGET:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self._members:
-            return
-        members, staged = self._members, self._staged
-
-        def record(pack: BlobInfo) -> None:
-            staged.new_bytes += pack.size if pack.new else 0
-            blob = pack.digest
-            staged.object_rows.extend(
-                (digest, size, "pack", blob, offset) for digest, offset, size in members
-            )
-
-        # hashed and written on the writer's thread, piece by piece: never joined
-        self._writer.put(self._size, partial(self._content.put_pieces, self._pieces), record)
-        self._pieces = []
-        self._size = 0
-        self._members = []
 
 
 class ObjectService:
@@ -213,6 +103,8 @@ class ObjectService:
         self._read_ahead: dict[str, bytes] = {}
         # The chunk plans of the large files the last ``hash`` read, by digest, likewise.
         self._plans: dict[str, ChunkPlan] = {}
+        # The small files the last ``hash`` packed already (``store_small``), likewise.
+        self._early: StagedObjects | None = None
         # Into a local store, a large file's chunks are stored as they are read and hashed:
         # writing is as fast as reading, so the file is read once. A remote store gets them
         # in ``stage``, where uploads overlap the reading of the next chunks.
@@ -236,17 +128,24 @@ class ObjectService:
         stored = [StoredFile(f.name, size, d) for f, (size, d) in zip(files, digests, strict=True)]
         return stored, hashed
 
-    def digest(self, files: Sequence[LocalFile]) -> DigestedFiles:
+    def digest(self, files: Sequence[LocalFile], *, store_small: bool = False) -> DigestedFiles:
         """Digest every file, in columns, with the content identity of them all.
 
         A ``FileSet`` is compared with the stat cache's snapshot of its folder: when no name
         and no stat result changed, digests and identity come from the snapshot as they are.
 
+        Args:
+            files: the local files.
+            store_small: into a local store, pack the small files the store lacks while the
+                others are hashed (``EarlyPacks``), for the ``stage`` that follows: for a
+                caller that stores whatever it hashes, as long as nothing between the two
+                can refuse the files (a table is profiled first).
+
         Raises:
             NotFoundError: if a file vanished.
         """
         if isinstance(files, FileSet):
-            return self._digest_set(files)
+            return self._digest_set(files, store_small=store_small)
         digests, hashed = self._digests(files)
         names = [f.name for f in files]
         sizes = [size for size, _ in digests]
@@ -283,6 +182,7 @@ class ObjectService:
         """
         read_ahead, self._read_ahead = self._read_ahead, {}
         plans, self._plans = self._plans, {}
+        early, self._early = self._early, None
         if isinstance(stored, DigestedFiles):
             sizes, digests = stored.sizes, stored.digests
         else:
@@ -294,17 +194,23 @@ class ObjectService:
             files.location if isinstance(files, FileSet) else lambda i: os.fspath(files[i].location)
         )
         staged = StagedObjects(stored)
-        known = self.known(set(digests))
+        packed = {row[0]: row for row in early.object_rows} if early is not None else {}
+        if early is not None:  # the bytes packed count whether or not a file here is theirs
+            staged.new_bytes += early.new_bytes
+        known = self.known(set(digests).difference(packed))
         total = sum(sizes)
         done = 0
-        with _BlobWriter() as writer:
-            packs = _PackWriter(self._content, writer, staged)
+        with BlobWriter() as writer:
+            packs = PackWriter(self._content, writer, staged)
             for i, (size, digest) in enumerate(zip(sizes, digests, strict=True)):
                 done += size
                 if digest in known:
                     continue
                 known.add(digest)
-                if size <= PACK_MAX:
+                row = packed.get(digest)
+                if row is not None:
+                    staged.object_rows.append(row)
+                elif size <= PACK_MAX:
                     data = read_ahead.pop(digest, None)
                     if data is None:
                         data = read_checked(location(i), size, digest)
@@ -413,7 +319,7 @@ class ObjectService:
             cache.update(fresh)
         return result, len(fresh)
 
-    def _digest_set(self, files: FileSet) -> DigestedFiles:
+    def _digest_set(self, files: FileSet, *, store_small: bool = False) -> DigestedFiles:
         """Digests of a folder walk: the snapshot's where nothing changed, else hashed."""
         cache = self._stat_cache
         if files.key is None:
@@ -423,7 +329,7 @@ class ObjectService:
         changed = snapshot.changed(names, stats) if snapshot is not None else None
         sizes = files.sizes()
         if snapshot is not None and changed == []:
-            self._read_ahead = {}
+            self._read_ahead, self._early = {}, None
             return DigestedFiles(names, sizes, snapshot.digests(), 0, snapshot.identity)
         if snapshot is not None and changed is not None:
             digests = snapshot.digests()
@@ -440,7 +346,9 @@ class ObjectService:
                     digests[i] = old_digests[j]
                 else:
                     todo.append(i)
-        hashed = self._hash_files(files.locations_of(todo), [sizes[i] for i in todo], files)
+        hashed = self._hash_files(
+            files.locations_of(todo), [sizes[i] for i in todo], files, store_small=store_small
+        )
         for i, (size, digest) in zip(todo, hashed, strict=True):
             sizes[i] = size
             digests[i] = digest
@@ -450,24 +358,35 @@ class ObjectService:
         return DigestedFiles(names, sizes, digests, len(todo), identity)
 
     def _hash_files(
-        self, paths: list[str], sizes: list[int], owner: object
+        self, paths: list[str], sizes: list[int], owner: object, *, store_small: bool = False
     ) -> list[tuple[int, str]]:
         """(size as hashed, digest) of each file; small files' bytes kept for the stage.
 
         The bytes are kept up to ``_READ_AHEAD`` in all, until the next hash or stage, or
-        until ``owner`` (the files given) is dropped.
+        until ``owner`` (the files given) is dropped. With ``store_small``, into a local
+        store, small files are packed instead, as they are hashed (``EarlyPacks``).
         """
         result: list[tuple[int, str]] = []
         read_ahead: dict[str, bytes] = {}
         plans: dict[str, ChunkPlan] = {}
         budget = _READ_AHEAD
-        for size, digest, data in hash_many(paths, sizes, self._sink):
-            if isinstance(data, ChunkPlan):
-                plans[digest] = data
-            elif data is not None and len(data) <= PACK_MAX and len(data) <= budget:
-                read_ahead[digest] = data
-                budget -= len(data)
-            result.append((size, digest))
+        self._early = None
+        with contextlib.ExitStack() as stack:
+            early = None
+            if store_small and self._sink is not None:
+                early = stack.enter_context(EarlyPacks(self._content, self.known))
+            for size, digest, data in hash_many(paths, sizes, self._sink):
+                if isinstance(data, ChunkPlan):
+                    plans[digest] = data
+                elif data is not None and len(data) <= PACK_MAX:
+                    if early is not None:
+                        early.add(digest, data)
+                    elif len(data) <= budget:
+                        read_ahead[digest] = data
+                        budget -= len(data)
+                result.append((size, digest))
+            if early is not None:
+                self._early = early.finish()
         self._read_ahead = read_ahead
         self._plans = plans
         if read_ahead:
@@ -486,7 +405,7 @@ class ObjectService:
 
     def _put_whole(
         self,
-        writer: _BlobWriter,
+        writer: BlobWriter,
         path: Path,
         digest: str,
         size: int,
@@ -502,7 +421,7 @@ class ObjectService:
 
     def _put_chunked(
         self,
-        writer: _BlobWriter,
+        writer: BlobWriter,
         path: Path,
         digest: str,
         staged: StagedObjects,

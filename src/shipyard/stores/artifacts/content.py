@@ -134,11 +134,26 @@ class ContentStore:
             return BlobInfo(digest, len(data), False)
         return BlobInfo(digest, len(data), self.blobs.put(key, data))
 
-    def put_pieces(self, pieces: Sequence[bytes]) -> BlobInfo:
-        """Store the concatenation of ``pieces`` (a pack of small files), never joined.
+    def put_pieces(self, pieces: Sequence[bytes], buffer: bytearray | None = None) -> BlobInfo:
+        """Store the concatenation of ``pieces`` (a pack of small files).
 
-        Joining 32 MiB of 4 KiB files costs as much as hashing and writing them.
+        Given a ``buffer`` large enough for them all, the pieces are copied into it, then
+        hashed and written each in one call. Without, they are hashed and written piece by
+        piece, never joined: a new buffer of 32 MiB costs as much in page faults as hashing
+        and writing the pieces. But each hash call of a piece hands the GIL to another
+        thread and waits to get it back, which a pipeline of threads pays for 100,000 small
+        files: a buffer reused for every pack pays neither.
         """
+        if buffer is not None and sum(map(len, pieces)) <= len(buffer):
+            view, size = memoryview(buffer), 0
+            for piece in pieces:
+                end = size + len(piece)
+                view[size:end] = piece
+                size = end
+            data = view[:size]
+            hasher = _hasher(size)
+            hasher.update(data)
+            return self.put_hashed(format_digest(hasher.hexdigest()), data)
         hasher = blake3()
         update = hasher.update
         size = 0
