@@ -13,13 +13,16 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,10 @@ _SQL_BATCH = 50_000
 # ``FileSet.stats``.
 _FIELDS = ("st_mode", "st_size", "st_mtime_ns", "st_ino", "st_ctime_ns")
 _KEY = operator.attrgetter(*_FIELDS)
+# Stats timed before deciding whether a folder's inodes must be read from the disk; a stat
+# slower than ``_SLOW_STAT`` seconds on average says so (from memory: ~1-2.5 µs; built from
+# the disk: ~7 µs, measured).
+_PROBE, _SLOW_STAT = 1024, 4e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +182,12 @@ def _walk(root: str, *, cached: bool = True) -> FileSet:
 def _stat_all(names: list[str], folder: int) -> array[int]:
     """``_FIELDS`` of every name in an open folder (``lstat``), flat.
 
-    One thread: a stat is too short a call to win anything from releasing the GIL, and
-    threads handing the GIL back and forth after every one cost more than they overlap.
+    One thread while the inodes are in memory: then a stat is too short a call to win
+    anything from releasing the GIL, and threads handing the GIL back and forth after every
+    one cost more than they overlap (measured: 100,000 files, 0.20 s on one thread, 0.23 s on
+    two). Where the first ``_PROBE`` stats show the kernel reading and building each inode
+    (a folder not touched since boot, or since the page cache was dropped), the rest are
+    shared with a helper thread: that work is done without the GIL (0.68 s → 0.45 s).
     Each ``stat_result`` is dropped as soon as its fields are taken: 100,000 of them alive
     at once cost as much to free as to make, and wake the garbage collector.
 
@@ -184,10 +195,28 @@ def _stat_all(names: list[str], folder: int) -> array[int]:
         OSError: if a name cannot be stat'ed (vanished, unreadable).
     """
     fields: list[int] = []
+    started = time.perf_counter()
+    _stat_into(fields, islice(names, _PROBE), folder)
+    slow = time.perf_counter() - started > _SLOW_STAT * _PROBE
+    if not slow or len(names) < 2 * _PROBE:
+        _stat_into(fields, islice(names, _PROBE, None), folder)
+        return array("q", fields)
+    half = (len(names) + _PROBE) // 2
+    with ThreadPoolExecutor(1, thread_name_prefix="shipyard-stat") as helper:
+        later = helper.submit(_stat_into, [], names[half:], folder)
+        try:
+            _stat_into(fields, islice(names, _PROBE, half), folder)
+        finally:
+            fields += later.result()
+    return array("q", fields)
+
+
+def _stat_into(fields: list[int], names: Iterable[str], folder: int) -> list[int]:
+    """Add the ``_FIELDS`` of these names in an open folder to ``fields``; returns it."""
     take, stat_at = fields.extend, os.stat
     for name in names:
         take(_KEY(stat_at(name, dir_fd=folder, follow_symlinks=False)))
-    return array("q", fields)
+    return fields
 
 
 def _fields(info: os.stat_result) -> array[int]:

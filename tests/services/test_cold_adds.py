@@ -1,0 +1,232 @@
+"""Adding a folder whose files are not in memory: the stat shared by two threads, small files
+opened ahead and handed to the hashing, and new small files packed while the rest is hashed."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+from blake3 import blake3
+
+import shipyard.services.hashing as hashing
+import shipyard.services.sources as sources
+from shipyard.app import Shipyard
+from shipyard.errors import InvalidArgumentError, NotFoundError, SourceError
+from shipyard.services.objects import FileSet
+from shipyard.services.packing import EarlyPacks
+from shipyard.services.sources import resolve_source
+from shipyard.stores.artifacts.content import ContentStore
+
+
+def _digest(data: bytes) -> str:
+    return "blake3:" + blake3(data).hexdigest()
+
+
+def _open_fds() -> set[str]:
+    return {path.name for path in Path("/proc/self/fd").iterdir()}
+
+
+def _folder(root: Path, count: int, size: int = 100) -> dict[str, bytes]:
+    root.mkdir(parents=True, exist_ok=True)
+    contents = {}
+    for i in range(count):
+        data = os.urandom(size + i % 7)
+        (root / f"f{i:05d}.bin").write_bytes(data)
+        contents[f"f{i:05d}.bin"] = data
+    return contents
+
+
+def _walk(folder: Path, scratch: Path) -> FileSet:
+    with resolve_source(folder, scratch=scratch) as resolved:
+        files = resolved.files
+    assert isinstance(files, FileSet)
+    return files
+
+
+# -- the stat of a folder's files ----------------------------------------------------------
+
+
+def test_a_slow_stat_is_shared_with_a_helper_and_gives_the_same_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _folder(tmp_path / "f", 3_000)
+    alone = _walk(tmp_path / "f", tmp_path / "scratch")
+    helpers: list[str] = []
+    real = sources._stat_into
+
+    def noting(fields: list[int], names: Iterable[str], folder: int) -> list[int]:
+        helpers.append(threading.current_thread().name)
+        return real(fields, names, folder)
+
+    monkeypatch.setattr(sources, "_SLOW_STAT", 0.0)  # every stat counts as slow
+    monkeypatch.setattr(sources, "_stat_into", noting)
+    shared = _walk(tmp_path / "f", tmp_path / "scratch")
+    assert any(name.startswith("shipyard-stat") for name in helpers)
+    assert shared.names == alone.names
+    assert shared.stats == alone.stats
+
+
+def test_a_file_vanishing_under_a_shared_stat_is_named_as_on_one_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _folder(tmp_path / "f", 3_000)
+    real = os.stat
+
+    def vanishing(name: object, *args: object, **kwargs: object) -> os.stat_result:
+        if name == "f02900.bin":  # in the helper's half
+            (tmp_path / "f" / "f02900.bin").unlink(missing_ok=True)
+        return real(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sources, "_SLOW_STAT", 0.0)
+    monkeypatch.setattr(sources.os, "stat", vanishing)
+    with pytest.raises(SourceError, match=r"f02900\.bin: not a regular file"):
+        _walk(tmp_path / "f", tmp_path / "scratch")
+
+
+# -- small files opened ahead --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ahead", [1, 7, 512])
+def test_files_opened_ahead_hash_alike_and_none_stays_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ahead: int
+) -> None:
+    contents = _folder(tmp_path / "f", 300, size=50)
+    big = os.urandom(hashing.PACK_MAX + 1)  # never opened ahead: hashed as usual
+    (tmp_path / "f" / "f00150.bin").write_bytes(big)
+    contents["f00150.bin"] = big
+    paths = [str(tmp_path / "f" / name) for name in contents]
+    sizes = [len(data) for data in contents.values()]
+    monkeypatch.setattr(hashing, "_cold", lambda paths, sizes: True)
+    monkeypatch.setattr(hashing, "_PREFETCH_AHEAD", ahead)
+    before = _open_fds()
+    hashed = list(hashing.hash_many(paths, sizes))
+    assert [(n, d) for n, d, _ in hashed] == [(len(b), _digest(b)) for b in contents.values()]
+    assert _open_fds() == before
+
+
+def test_a_file_gone_before_it_is_opened_ahead_is_reported_and_nothing_stays_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contents = _folder(tmp_path / "f", 400, size=20)
+    paths = [str(tmp_path / "f" / name) for name in contents]
+    sizes = [len(data) for data in contents.values()]
+    Path(paths[250]).unlink()
+    monkeypatch.setattr(hashing, "_cold", lambda paths, sizes: True)
+    monkeypatch.setattr(hashing, "_PREFETCH_AHEAD", 16)
+    before = _open_fds()
+    with pytest.raises(NotFoundError, match=r"f00250\.bin does not exist"):
+        list(hashing.hash_many(paths, sizes))
+    assert _open_fds() == before
+    assert not [t for t in threading.enumerate() if t.name == "shipyard-prefetch"]
+
+
+def test_a_consumer_that_stops_early_closes_what_was_opened_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contents = _folder(tmp_path / "f", 2_000, size=10)
+    paths = [str(tmp_path / "f" / name) for name in contents]
+    monkeypatch.setattr(hashing, "_cold", lambda paths, sizes: True)
+    before = _open_fds()
+    results = hashing.hash_many(paths, [len(d) for d in contents.values()])
+    for count, _ in enumerate(results):
+        if count == 600:
+            break
+    results.close()  # type: ignore[attr-defined]
+    assert _open_fds() == before
+
+
+# -- small files packed while the others are hashed ----------------------------------------
+
+
+def test_a_folder_of_small_files_is_packed_while_hashed_and_reads_back(
+    project: Shipyard, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contents = _folder(tmp_path / "f", 2_500, size=30)
+    (tmp_path / "f" / "same-as-f00001.bin").write_bytes(contents["f00001.bin"])
+    packed: list[int] = []
+    real = EarlyPacks.finish
+
+    def noting(self: EarlyPacks) -> object:
+        staged = real(self)
+        packed.append(len(staged.object_rows))
+        return staged
+
+    monkeypatch.setattr(EarlyPacks, "finish", noting)
+    result = project.datasets.add("small", tmp_path / "f")
+    assert packed == [2_500], "every distinct new file packed once, while hashed"
+    assert result.new_bytes == sum(len(d) for d in contents.values())
+    got = project.datasets.get("small@1").path()
+    for name, data in contents.items():
+        assert (got / name).read_bytes() == data
+    assert (got / "same-as-f00001.bin").read_bytes() == contents["f00001.bin"]
+
+
+def test_files_stored_already_are_not_packed_again(project: Shipyard, tmp_path: Path) -> None:
+    contents = _folder(tmp_path / "f", 300, size=40)
+    project.datasets.add("first", tmp_path / "f")
+    (tmp_path / "f" / "new.bin").write_bytes(b"only this one is new")
+    result = project.datasets.add("second", tmp_path / "f")
+    assert result.new_bytes == len(b"only this one is new")
+    got = project.datasets.get("second@1").path()
+    assert (got / "f00299.bin").read_bytes() == contents["f00299.bin"]
+    assert (got / "new.bin").read_bytes() == b"only this one is new"
+
+
+def test_a_pack_write_failing_while_hashing_fails_the_add_and_records_nothing(
+    project: Shipyard, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contents = _folder(tmp_path / "f", 3_000, size=20 * 1024)  # more than one pack of 32 MiB
+    calls: list[int] = []
+    real = ContentStore.put_pieces
+
+    def failing(self: ContentStore, pieces: list[bytes], buffer: bytearray | None = None) -> object:
+        calls.append(len(pieces))
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(self, pieces, buffer)
+
+    monkeypatch.setattr(ContentStore, "put_pieces", failing)
+    with pytest.raises(OSError, match="disk full"):
+        project.datasets.add("packs", tmp_path / "f")
+    assert project.datasets.list() == []
+    monkeypatch.setattr(ContentStore, "put_pieces", real)
+    again = project.datasets.add("packs", tmp_path / "f")  # the next try stores it all
+    assert again.created and again.version.version == 1
+    total = 3_000 * 20 * 1024 + sum(i % 7 for i in range(3_000))
+    # the pack the failed try wrote in full is found, not written again
+    assert 0 < again.new_bytes <= total - 32 * 1024 * 1024
+    got = project.datasets.get("packs@1").path()
+    assert sum(p.stat().st_size for p in got.iterdir()) == total
+    assert (got / "f02999.bin").read_bytes() == contents["f02999.bin"]
+
+
+def test_a_table_folder_is_profiled_before_any_byte_is_stored(
+    project: Shipyard, tmp_path: Path
+) -> None:
+    folder = tmp_path / "t"
+    folder.mkdir()
+    (folder / "a.csv").write_text("x,y\n1,2\n")
+    (folder / "b.csv").write_text('x,y\n3,"unclosed\n')
+    blobs = project.content.blobs
+    before = set(blobs.list())
+    with pytest.raises(InvalidArgumentError, match=r"b\.csv is not valid CSV"):
+        project.datasets.add("t", folder)
+    assert set(blobs.list()) == before
+
+
+def test_pieces_joined_in_a_buffer_store_what_pieces_written_one_by_one_store(
+    tmp_path: Path,
+) -> None:
+    from shipyard.stores.artifacts.local import LocalBlobStore
+
+    content = ContentStore(LocalBlobStore(tmp_path / "store"))
+    pieces = [os.urandom(n) for n in (0, 1, 4096, 70_000, 3)]
+    joined = content.put_pieces(pieces, bytearray(200_000))
+    assert joined.digest == _digest(b"".join(pieces)) and joined.new
+    assert content.read_bytes(joined.digest) == b"".join(pieces)
+    too_small = content.put_pieces([*pieces, b"x"], bytearray(10))  # pieces one by one
+    assert too_small.digest == _digest(b"".join(pieces) + b"x")
+    assert content.read_bytes(too_small.digest) == b"".join(pieces) + b"x"
