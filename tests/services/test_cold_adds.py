@@ -120,7 +120,7 @@ def test_a_file_gone_before_it_is_opened_ahead_is_reported_and_nothing_stays_ope
     with pytest.raises(NotFoundError, match=r"f00250\.bin does not exist"):
         list(hashing.hash_many(paths, sizes))
     assert _open_fds() == before
-    assert not [t for t in threading.enumerate() if t.name == "shipyard-prefetch"]
+    assert not [t for t in threading.enumerate() if "prefetch" in t.name]
 
 
 def test_a_consumer_that_stops_early_closes_what_was_opened_ahead(
@@ -230,3 +230,21 @@ def test_pieces_joined_in_a_buffer_store_what_pieces_written_one_by_one_store(
     too_small = content.put_pieces([*pieces, b"x"], bytearray(10))  # pieces one by one
     assert too_small.digest == _digest(b"".join(pieces) + b"x")
     assert content.read_bytes(too_small.digest) == b"".join(pieces) + b"x"
+
+
+def test_files_opened_ahead_for_two_hashing_threads_hash_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contents = []
+    for i in range(200):  # big and small by turns: two hashing threads share the batches
+        data = os.urandom(600 * 1024 if i % 2 else 10 + i)
+        (tmp_path / f"{i}.bin").write_bytes(data)
+        contents.append(data)
+    paths = [str(tmp_path / f"{i}.bin") for i in range(200)]
+    monkeypatch.setattr(hashing, "_cold", lambda paths, sizes: True)
+    monkeypatch.setattr(hashing, "_PREFETCH_AHEAD", 8)
+    monkeypatch.setattr(hashing, "_BATCH_FILES", 16)
+    before = _open_fds()
+    hashed = list(hashing.hash_many(paths, [len(d) for d in contents]))
+    assert [(n, d) for n, d, _ in hashed] == [(len(b), _digest(b)) for b in contents]
+    assert _open_fds() == before
