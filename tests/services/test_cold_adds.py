@@ -15,6 +15,7 @@ import shipyard.services.hashing as hashing
 import shipyard.services.sources as sources
 from shipyard.app import Shipyard
 from shipyard.errors import InvalidArgumentError, NotFoundError, SourceError
+from shipyard.services import chunking
 from shipyard.services.objects import FileSet
 from shipyard.services.packing import EarlyPacks
 from shipyard.services.sources import resolve_source
@@ -248,3 +249,68 @@ def test_files_opened_ahead_for_two_hashing_threads_hash_alike(
     hashed = list(hashing.hash_many(paths, [len(d) for d in contents]))
     assert [(n, d) for n, d, _ in hashed] == [(len(b), _digest(b)) for b in contents]
     assert _open_fds() == before
+
+
+# -- a large file read from the disk -------------------------------------------------------
+
+
+def _in_page_cache(path: Path, offset: int) -> bool:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.preadv(fd, [bytearray(1)], offset, os.RWF_NOWAIT)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def _evicted(path: Path, size: int) -> None:
+    """Make a file's pages leave the page cache, as after a reboot."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    assert not _in_page_cache(path, size // 3), "this file system keeps pages it was told to drop"
+
+
+def _stored_sink(store: ContentStore) -> chunking.ChunkSink:
+    def sink(digest: str, data: memoryview) -> int:
+        info = store.put_hashed(digest, data)
+        return info.size if info.new else 0
+
+    return sink
+
+
+@pytest.mark.parametrize("cold", [True, False])
+def test_a_large_file_read_from_the_disk_is_not_kept_in_the_page_cache(
+    tmp_path: Path, cold: bool
+) -> None:
+    from shipyard.stores.artifacts.local import LocalBlobStore
+
+    size = chunking.CHUNK_FROM + 3 * 1024 * 1024 + 5
+    data = os.urandom(size)
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    if cold:
+        _evicted(path, size)
+    store = ContentStore(LocalBlobStore(tmp_path / "store"))
+    plan = chunking.plan_chunks(str(path), _stored_sink(store))
+    assert plan.digest == _digest(data) and plan.stored
+    assert b"".join(store.read_bytes(d) for _, _, d in plan.chunks) == data
+    # read from the disk: let go behind the reading; held before: left as it was
+    kept = [_in_page_cache(path, offset) for offset in (size // 3, size - 4096)]
+    assert kept == [not cold, not cold]
+
+
+def test_a_large_file_hashed_without_a_sink_keeps_its_pages_for_the_stage(
+    tmp_path: Path,
+) -> None:
+    size = chunking.CHUNK_FROM + 1024 * 1024
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(size))
+    _evicted(path, size)
+    chunking.plan_chunks(str(path))  # a remote store: the stage reads new chunks again
+    assert _in_page_cache(path, size // 3)
