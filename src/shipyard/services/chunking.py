@@ -10,7 +10,8 @@ always describes one consistent content, even if the file changes while it is re
 
 Given a ``sink``, the chunk thread also stores each chunk right after hashing it, from the
 same private buffer: a new large file is then read once in all, and the bytes stored are
-the bytes hashed.
+the bytes hashed. A file that was read from the disk is then let go from the page cache
+behind the reading (``_cold``): its copy in the store is what later reads use.
 """
 
 from __future__ import annotations
