@@ -121,3 +121,38 @@ def test_only_moving_references_are_noted_and_only_inside_a_task() -> None:
     finally:
         TASK_DATASET_READS.reset(token)
     assert reads == [("wine@latest", "blake3:aa")]
+
+
+@sy.task(cache=True)
+def rows_or_none(reference: str, label: str) -> int:
+    from shipyard.errors import NotFoundError
+
+    CALLS[label] = CALLS.get(label, 0) + 1
+    try:
+        return int(OPEN[0].datasets.get(reference).to_arrow().num_rows)
+    except NotFoundError:
+        return -1
+
+
+def test_a_reference_that_no_longer_resolves_runs_the_task_again(project: Shipyard) -> None:
+    from sqlalchemy import delete
+
+    from shipyard.stores.metadata.schema import dataset_labels
+
+    OPEN[:] = [project]
+    label = f"gone-{new_id()}"
+    project.datasets.add("grapes", pa.table({"x": [1, 2]}))
+    project.datasets.label("grapes@1", "golden")
+
+    @sy.pipeline(name="grapes-rows")
+    def flow() -> int:
+        return rows_or_none("grapes@golden", label)  # type: ignore[no-any-return]
+
+    assert project.pipelines.run(flow, {}).result == 2
+    with project.metadata.write() as conn:  # the label is taken away behind the cache's back
+        conn.execute(delete(dataset_labels).where(dataset_labels.c.label == "golden"))
+    gone = project.pipelines.run(flow, {})
+    assert gone.result == -1 and _statuses(project, gone.id) == {"rows_or_none-0": "succeeded"}
+    (log,) = [text for _, text in project.pipelines.logs(gone.id, "rows_or_none-0")]
+    assert "cached result not used: dataset grapes@golden no longer resolves" in log
+    assert CALLS[label] == 2
