@@ -314,3 +314,30 @@ def test_a_large_file_hashed_without_a_sink_keeps_its_pages_for_the_stage(
     _evicted(path, size)
     chunking.plan_chunks(str(path))  # a remote store: the stage reads new chunks again
     assert _in_page_cache(path, size // 3)
+
+
+def test_two_adds_at_once_on_threads_each_stage_their_own_packs(
+    project: Shipyard, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    first = _folder(tmp_path / "a", 300, size=50)
+    second = _folder(tmp_path / "b", 200, size=70)
+    both_hashed = threading.Barrier(2, timeout=30)
+    real = EarlyPacks.finish
+
+    def in_step(self: EarlyPacks) -> object:
+        staged = real(self)
+        both_hashed.wait()  # both adds have packed before either stages
+        return staged
+
+    monkeypatch.setattr(EarlyPacks, "finish", in_step)
+    with ThreadPoolExecutor(2) as pool:
+        a = pool.submit(project.datasets.add, "a", tmp_path / "a")
+        b = pool.submit(project.datasets.add, "b", tmp_path / "b")
+        added = {"a": a.result(), "b": b.result()}
+    assert added["a"].new_bytes == sum(map(len, first.values()))
+    assert added["b"].new_bytes == sum(map(len, second.values()))
+    for name, contents in (("a", first), ("b", second)):
+        got = project.datasets.get(f"{name}@1").path()
+        assert {p.name: p.read_bytes() for p in got.iterdir()} == contents

@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -103,8 +104,9 @@ class ObjectService:
         self._read_ahead: dict[str, bytes] = {}
         # The chunk plans of the large files the last ``hash`` read, by digest, likewise.
         self._plans: dict[str, ChunkPlan] = {}
-        # The small files the last ``hash`` packed already (``store_small``), likewise.
-        self._early: StagedObjects | None = None
+        # The small files the last ``hash`` on this thread packed already (``store_small``):
+        # per thread, so that two adds at once each stage and count only their own packs.
+        self._early = threading.local()
         # Into a local store, a large file's chunks are stored as they are read and hashed:
         # writing is as fast as reading, so the file is read once. A remote store gets them
         # in ``stage``, where uploads overlap the reading of the next chunks.
@@ -182,7 +184,7 @@ class ObjectService:
         """
         read_ahead, self._read_ahead = self._read_ahead, {}
         plans, self._plans = self._plans, {}
-        early, self._early = self._early, None
+        early, self._early.staged = getattr(self._early, "staged", None), None
         if isinstance(stored, DigestedFiles):
             sizes, digests = stored.sizes, stored.digests
         else:
@@ -329,7 +331,7 @@ class ObjectService:
         changed = snapshot.changed(names, stats) if snapshot is not None else None
         sizes = files.sizes()
         if snapshot is not None and changed == []:
-            self._read_ahead, self._early = {}, None
+            self._read_ahead, self._early.staged = {}, None
             return DigestedFiles(names, sizes, snapshot.digests(), 0, snapshot.identity)
         if snapshot is not None and changed is not None:
             digests = snapshot.digests()
@@ -370,7 +372,7 @@ class ObjectService:
         read_ahead: dict[str, bytes] = {}
         plans: dict[str, ChunkPlan] = {}
         budget = _READ_AHEAD
-        self._early = None
+        self._early.staged = None
         with contextlib.ExitStack() as stack:
             early = None
             if store_small and self._sink is not None:
@@ -386,7 +388,7 @@ class ObjectService:
                         budget -= len(data)
                 result.append((size, digest))
             if early is not None:
-                self._early = early.finish()
+                self._early.staged = early.finish()
         self._read_ahead = read_ahead
         self._plans = plans
         if read_ahead:
