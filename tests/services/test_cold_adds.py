@@ -341,3 +341,45 @@ def test_two_adds_at_once_on_threads_each_stage_their_own_packs(
     for name, contents in (("a", first), ("b", second)):
         got = project.datasets.get(f"{name}@1").path()
         assert {p.name: p.read_bytes() for p in got.iterdir()} == contents
+
+
+def test_an_add_killed_while_packing_small_files_leaves_no_version(
+    project: Shipyard, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    from datetime import timedelta
+
+    contents = _folder(tmp_path / "f", 2_000, size=40 * 1024)  # packs of 32 MiB: three
+    script = (
+        "from shipyard.settings import Settings\n"
+        "from shipyard.app import build\n"
+        f"s = Settings.load({str(project.settings.root)!r}, env={{}}, "
+        f"metadata_uri={project.settings.metadata_uri!r})\n"
+        "p = build(s)\n"
+        "from shipyard.stores.artifacts.content import ContentStore\n"
+        "real, calls = ContentStore.put_hashed, []\n"
+        "def slow(self, digest, data):\n"
+        "    calls.append(1)\n"
+        "    if len(calls) == 2:\n"  # the second pack, while the folder is still being hashed
+        "        print('storing', flush=True)\n"
+        "        import time; time.sleep(30)\n"
+        "    return real(self, digest, data)\n"
+        "ContentStore.put_hashed = slow\n"
+        f"p.datasets.add('small', {str(tmp_path / 'f')!r})\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "storing"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    assert project.datasets.list() == []
+    assert project.maintenance.fsck().ok
+    orphans = project.maintenance.gc(dry_run=True, grace=timedelta(0)).unreferenced
+    assert len(orphans) == 1, "the pack stored before the kill is garbage, not a version"
+    added = project.datasets.add("small", tmp_path / "f")
+    got = project.datasets.get("small@1").path()
+    assert added.created and (got / "f01999.bin").read_bytes() == contents["f01999.bin"]
