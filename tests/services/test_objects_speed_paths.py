@@ -322,3 +322,36 @@ def test_small_files_are_hashed_on_one_thread_big_ones_on_two_in_order(
     hashed = list(hashing.hash_many(paths, [len(d) for d in contents]))
     assert made == [threads]
     assert [(n, digest) for n, digest, _ in hashed] == [(len(d), _digest(d)) for d in contents]
+
+
+def test_snapshots_saved_from_several_threads_at_once_are_each_waited_for(
+    tmp_path: Path,
+) -> None:
+    from array import array
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shipyard.stores.statcache import FolderSnapshot
+
+    cache = StatCache(tmp_path / "stat.db")
+    names = [f"{i}.bin" for i in range(2_000)]
+    stats = array("q", range(4 * len(names)))
+    digests = [_digest(name.encode()) for name in names]
+
+    def save_and_read(k: int) -> list[str]:
+        seen = []
+        for round_ in range(15):
+            root = f"/data/{k}"
+            identity = f"blake3:{k}-{round_}"
+            cache.save_folder(root, FolderSnapshot.of(names, stats, digests, identity))
+            snapshot = cache.folder(root)  # waits for every write started before
+            assert snapshot is not None
+            seen.append(snapshot.identity)
+        return seen
+
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(save_and_read, range(6)))
+    finally:
+        cache.close()
+    assert results == [[f"blake3:{k}-{r}" for r in range(15)] for k in range(6)]
+    assert not [t for t in threading.enumerate() if t.name == "shipyard-statcache"]

@@ -157,7 +157,9 @@ class StatCache:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._saving: threading.Thread | None = None  # the snapshot being written, if any
+        # The snapshots being written, each on its thread (two adds at once make two).
+        self._saving: list[threading.Thread] = []
+        self._saving_lock = threading.Lock()
         self._conn = sqlite3.connect(
             path, timeout=30, isolation_level=None, check_same_thread=False
         )
@@ -193,8 +195,9 @@ class StatCache:
         # SQLite lets go of the GIL while it writes: the caller stores bytes meanwhile. Not a
         # daemon: the interpreter waits for it at exit.
         saving = threading.Thread(target=self._save, args=(row,), name="shipyard-statcache")
-        self._saving = saving
-        saving.start()
+        with self._saving_lock:  # started before anyone can wait for it
+            saving.start()
+            self._saving.append(saving)
 
     def _save(self, row: tuple[str, str, bytes, bytes, bytes]) -> None:
         # a busy cache is only a cache: skip this update
@@ -202,12 +205,13 @@ class StatCache:
             self._conn.execute("insert or replace into folder_cache values (?, ?, ?, ?, ?)", row)
 
     def _settle(self) -> None:
-        """Wait for the snapshot being written, if any."""
-        saving = self._saving
-        if saving is not None and saving is not threading.current_thread():
-            saving.join()
-            if self._saving is saving:
-                self._saving = None
+        """Wait for the snapshots being written, if any."""
+        with self._saving_lock:
+            saving = [thread for thread in self._saving if thread is not threading.current_thread()]
+        for thread in saving:
+            thread.join()
+        with self._saving_lock:
+            self._saving = [thread for thread in self._saving if thread.is_alive()]
 
     def lookup(self, paths: Sequence[str]) -> dict[str, tuple[int, int, int, str]]:
         """The cached entries of these absolute paths: path -> (size, mtime_ns, inode, digest).
