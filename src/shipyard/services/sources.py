@@ -39,10 +39,11 @@ _SQL_BATCH = 50_000
 # ``FileSet.stats``.
 _FIELDS = ("st_mode", "st_size", "st_mtime_ns", "st_ino", "st_ctime_ns")
 _KEY = operator.attrgetter(*_FIELDS)
-# Stats timed before deciding whether a folder's inodes must be read from the disk; a stat
+# Stats a walk times (across its folders) to tell whether inodes are read from the disk; a stat
 # slower than ``_SLOW_STAT`` seconds on average says so (from memory: ~1-2.5 µs; built from
 # the disk: ~7 µs, measured).
 _PROBE, _SLOW_STAT = 1024, 4e-6
+_SHARE_FROM = 64  # files in a folder worth a hand-over to the helper, once stats are slow
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +138,22 @@ def _walk(root: str, *, cached: bool = True) -> FileSet:
     names: list[str] = []
     flat = array("q")  # _FIELDS of every file, one after the other
     folders = [(root, "")]  # a stack of (absolute path, its name inside root + "/")
+    with _StatPace() as pace:
+        _walk_folders(folders, inside, names, flat, pace)
+    stats = array("q", bytes(8 * 4 * len(names)))  # FileSet's four: all fields but the mode
+    for k in range(4):
+        stats[k::4] = flat[k + 1 :: len(_FIELDS)]
+    return FileSet(root, names, stats, root if cached else None)
+
+
+def _walk_folders(
+    folders: list[tuple[str, str]],
+    inside: str,
+    names: list[str],
+    flat: array[int],
+    pace: _StatPace,
+) -> None:
+    """Walk the folders on the stack, adding each file's name and ``_FIELDS`` to the columns."""
     while folders:
         folder, prefix = folders.pop()
         try:
@@ -150,7 +167,7 @@ def _walk(root: str, *, cached: bool = True) -> FileSet:
                 continue
             subfolders: list[tuple[str, str]] = []
             try:
-                found = _stat_all(listing, fd)
+                found = pace.stat_all(listing, fd)
             except OSError:  # one vanished or cannot be read: the careful way below
                 found = None
             if found is not None and all(map(stat.S_ISREG, set(found[0 :: len(_FIELDS)]))):
@@ -173,42 +190,62 @@ def _walk(root: str, *, cached: bool = True) -> FileSet:
         finally:
             os.close(fd)
         folders.extend(reversed(subfolders))
-    stats = array("q", bytes(8 * 4 * len(names)))  # FileSet's four: all fields but the mode
-    for k in range(4):
-        stats[k::4] = flat[k + 1 :: len(_FIELDS)]
-    return FileSet(root, names, stats, root if cached else None)
 
 
-def _stat_all(names: list[str], folder: int) -> array[int]:
-    """``_FIELDS`` of every name in an open folder (``lstat``), flat.
+class _StatPace:
+    """How one walk stats its files: on one thread, or shared with a helper where it is slow.
 
     One thread while the inodes are in memory: then a stat is too short a call to win
     anything from releasing the GIL, and threads handing the GIL back and forth after every
     one cost more than they overlap (measured: 100,000 files, 0.20 s on one thread, 0.23 s on
-    two). Where the first ``_PROBE`` stats show the kernel reading and building each inode
-    (a folder not touched since boot, or since the page cache was dropped), the rest are
-    shared with a helper thread: that work is done without the GIL (0.68 s → 0.45 s).
+    two). Where the walk's first ``_PROBE`` stats, across its folders, show the kernel reading
+    and building each inode (a folder not touched since boot, or since the page cache was
+    dropped), every folder of ``_SHARE_FROM`` files or more is then shared with a helper
+    thread: that work is done without the GIL (100,000 files in one folder: 0.68 → 0.45 s).
     Each ``stat_result`` is dropped as soon as its fields are taken: 100,000 of them alive
     at once cost as much to free as to make, and wake the garbage collector.
-
-    Raises:
-        OSError: if a name cannot be stat'ed (vanished, unreadable).
     """
-    fields: list[int] = []
-    started = time.perf_counter()
-    _stat_into(fields, islice(names, _PROBE), folder)
-    slow = time.perf_counter() - started > _SLOW_STAT * _PROBE
-    if not slow or len(names) < 2 * _PROBE:
-        _stat_into(fields, islice(names, _PROBE, None), folder)
-        return array("q", fields)
-    half = (len(names) + _PROBE) // 2
-    with ThreadPoolExecutor(1, thread_name_prefix="shipyard-stat") as helper:
-        later = helper.submit(_stat_into, [], names[half:], folder)
+
+    def __init__(self) -> None:
+        self._timed = 0  # stats timed so far, up to _PROBE
+        self._spent = 0.0
+        self._slow = False
+        self._helper: ThreadPoolExecutor | None = None
+
+    def stat_all(self, names: list[str], folder: int) -> array[int]:
+        """``_FIELDS`` of every name in an open folder (``lstat``), flat.
+
+        Raises:
+            OSError: if a name cannot be stat'ed (vanished, unreadable).
+        """
+        fields: list[int] = []
+        start = 0
+        if self._timed < _PROBE:
+            start = min(len(names), _PROBE - self._timed)
+            started = time.perf_counter()
+            _stat_into(fields, islice(names, start), folder)
+            self._spent += time.perf_counter() - started
+            self._timed += start
+            self._slow = self._timed >= _PROBE and self._spent > _SLOW_STAT * _PROBE
+        if not self._slow or len(names) - start < _SHARE_FROM:
+            _stat_into(fields, islice(names, start, None), folder)
+            return array("q", fields)
+        if self._helper is None:
+            self._helper = ThreadPoolExecutor(1, thread_name_prefix="shipyard-stat")
+        half = (len(names) + start) // 2
+        later = self._helper.submit(_stat_into, [], names[half:], folder)
         try:
-            _stat_into(fields, islice(names, _PROBE, half), folder)
+            _stat_into(fields, islice(names, start, half), folder)
         finally:
             fields += later.result()
-    return array("q", fields)
+        return array("q", fields)
+
+    def __enter__(self) -> _StatPace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._helper is not None:
+            self._helper.shutdown(wait=True)
 
 
 def _stat_into(fields: list[int], names: Iterable[str], folder: int) -> list[int]:
