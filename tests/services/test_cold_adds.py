@@ -70,6 +70,30 @@ def test_a_slow_stat_is_shared_with_a_helper_and_gives_the_same_columns(
     assert shared.stats == alone.stats
 
 
+def test_slow_stats_across_small_folders_are_shared_too_and_give_the_same_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for k in range(5):
+        _folder(tmp_path / "f" / f"part{k}", 30)
+    (tmp_path / "f" / "top.bin").write_bytes(b"top")
+    alone = _walk(tmp_path / "f", tmp_path / "scratch")
+    helpers: list[str] = []
+    real = sources._stat_into
+
+    def noting(fields: list[int], names: Iterable[str], folder: int) -> list[int]:
+        helpers.append(threading.current_thread().name)
+        return real(fields, names, folder)
+
+    monkeypatch.setattr(sources, "_SLOW_STAT", 0.0)
+    monkeypatch.setattr(sources, "_PROBE", 40)  # decided within the second folder
+    monkeypatch.setattr(sources, "_SHARE_FROM", 4)
+    monkeypatch.setattr(sources, "_stat_into", noting)
+    shared = _walk(tmp_path / "f", tmp_path / "scratch")
+    assert sum(name.startswith("shipyard-stat") for name in helpers) >= 3
+    assert (shared.names, shared.stats) == (alone.names, alone.stats)
+    assert len(shared.names) == 151
+
+
 def test_a_file_vanishing_under_a_shared_stat_is_named_as_on_one_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
