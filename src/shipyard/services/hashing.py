@@ -393,8 +393,8 @@ class _Prefetch:
         if index + self._ahead >= self._opened and not self._stopped:
             with self._lock:
                 self._open_to(min(len(self._paths), index + self._ahead + self._step))
-        slots = self._slots
-        with self._lock:
+        with self._lock:  # after ``stop``: the fresh, empty list, never one being closed
+            slots = self._slots
             fd, slots[index] = slots[index], None
         return fd
 

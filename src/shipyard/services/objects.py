@@ -15,9 +15,10 @@ Adding is built for speed: a folder walk is a ``FileSet`` (names and stat result
 no object per file) that the stat cache compares with its snapshot of the folder in C; files
 that must be hashed are read and hashed on two threads (the reads and BLAKE3 release the
 GIL); a small file is read once (the bytes hashed are kept for its pack, up to
-``_READ_AHEAD``); a large one is hashed whole, cut, and (into a local store) its new chunks
-written in one read (``chunking``); else the stage reads again only the chunks the store
-lacks. Blobs are written on a background thread while the next bytes are read.
+``_READ_AHEAD``, or with ``store_small`` packed right away: ``packing.EarlyPacks``); a large
+one is hashed whole, cut, and (into a local store) its new chunks written in one read
+(``chunking``); else the stage reads again only the chunks the store lacks. Blobs are
+written on a background thread while the next bytes are read (``packing``).
 """
 
 from __future__ import annotations
