@@ -407,3 +407,23 @@ def test_an_add_killed_while_packing_small_files_leaves_no_version(
     added = project.datasets.add("small", tmp_path / "f")
     got = project.datasets.get("small@1").path()
     assert added.created and (got / "f01999.bin").read_bytes() == contents["f01999.bin"]
+
+
+def test_hashing_a_folder_reports_progress_in_files_as_it_goes(
+    project: Shipyard, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shipyard.services.objects as objects_module
+
+    monkeypatch.setattr(objects_module, "_PROGRESS_EVERY", 100)
+    _folder(tmp_path / "f", 450, size=10)
+    for path in (tmp_path / "f").iterdir():  # out of the stat cache's racily-clean window
+        os.utime(path, (1_700_000_000, 1_700_000_000))
+    seen: list[tuple[str, int, int]] = []
+    project.datasets.add("p", tmp_path / "f", progress=lambda *told: seen.append(told))
+    hashing_steps = [(done, total) for stage, done, total in seen if stage == "hash"]
+    assert hashing_steps == [(0, 450), (100, 450), (200, 450), (300, 450), (400, 450), (450, 450)]
+    (tmp_path / "f" / "f00003.bin").write_bytes(b"changed")  # one file hashed again
+    os.utime(tmp_path / "f" / "f00003.bin", (1_700_000_100, 1_700_000_100))
+    seen.clear()
+    project.datasets.add("p", tmp_path / "f", progress=lambda *told: seen.append(told))
+    assert [(d, t) for stage, d, t in seen if stage == "hash"] == [(0, 450), (450, 450)]

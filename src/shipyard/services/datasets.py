@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +156,8 @@ class DatasetService:
                 # here without an object per file. Files that are no table are stored as
                 # they are hashed: nothing after can refuse them (a key can: it needs a table).
                 opaque = table_format is None and not keys
-                digested = self._objects.digest(files, store_small=opaque)
+                hashing = None if progress is None else partial(progress, "hash")
+                digested = self._objects.digest(files, store_small=opaque, progress=hashing)
                 hashed, identity = digested.hashed, digested.identity
                 latest = self._latest(name)
                 if latest is not None and latest.content_digest == identity:

@@ -86,7 +86,8 @@ _OBJECT_COLUMNS = ("digest", "size", "storage", "blob", "offset", "created_at")
 # The bytes of small files read while hashing are kept, up to this much, for the stage that
 # follows, so that a new small file is read once.
 _READ_AHEAD = 512 * 1024 * 1024
-Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
+_PROGRESS_EVERY = 1024  # files hashed between two progress calls
+Progress = Callable[[int, int], None]  # (done, in all): bytes when storing, files when hashing
 
 
 class ObjectService:
@@ -131,7 +132,13 @@ class ObjectService:
         stored = [StoredFile(f.name, size, d) for f, (size, d) in zip(files, digests, strict=True)]
         return stored, hashed
 
-    def digest(self, files: Sequence[LocalFile], *, store_small: bool = False) -> DigestedFiles:
+    def digest(
+        self,
+        files: Sequence[LocalFile],
+        *,
+        store_small: bool = False,
+        progress: Progress | None = None,
+    ) -> DigestedFiles:
         """Digest every file, in columns, with the content identity of them all.
 
         A ``FileSet`` is compared with the stat cache's snapshot of its folder: when no name
@@ -143,13 +150,16 @@ class ObjectService:
                 others are hashed (``EarlyPacks``), for the ``stage`` that follows: for a
                 caller that stores whatever it hashes, as long as nothing between the two
                 can refuse the files (a table is profiled first).
+            progress: called with (files done, files in all) as the hashing goes on.
 
         Raises:
             NotFoundError: if a file vanished.
         """
         if isinstance(files, FileSet):
-            return self._digest_set(files, store_small=store_small)
+            return self._digest_set(files, store_small=store_small, progress=progress)
         digests, hashed = self._digests(files)
+        if progress is not None:
+            progress(len(files), len(files))
         names = [f.name for f in files]
         sizes = [size for size, _ in digests]
         hexes = [digest for _, digest in digests]
@@ -322,7 +332,9 @@ class ObjectService:
             cache.update(fresh)
         return result, len(fresh)
 
-    def _digest_set(self, files: FileSet, *, store_small: bool = False) -> DigestedFiles:
+    def _digest_set(
+        self, files: FileSet, *, store_small: bool = False, progress: Progress | None = None
+    ) -> DigestedFiles:
         """Digests of a folder walk: the snapshot's where nothing changed, else hashed."""
         cache = self._stat_cache
         if files.key is None:
@@ -349,8 +361,14 @@ class ObjectService:
                     digests[i] = old_digests[j]
                 else:
                     todo.append(i)
+        skipped = len(names) - len(todo)
+        told = None if progress is None else partial(_told, progress, skipped, len(names))
         hashed = self._hash_files(
-            files.locations_of(todo), [sizes[i] for i in todo], files, store_small=store_small
+            files.locations_of(todo),
+            [sizes[i] for i in todo],
+            files,
+            store_small=store_small,
+            progress=told,
         )
         for i, (size, digest) in zip(todo, hashed, strict=True):
             sizes[i] = size
@@ -361,13 +379,21 @@ class ObjectService:
         return DigestedFiles(names, sizes, digests, len(todo), identity)
 
     def _hash_files(
-        self, paths: list[str], sizes: list[int], owner: object, *, store_small: bool = False
+        self,
+        paths: list[str],
+        sizes: list[int],
+        owner: object,
+        *,
+        store_small: bool = False,
+        progress: Callable[[int], None] | None = None,
     ) -> list[tuple[int, str]]:
         """(size as hashed, digest) of each file; small files' bytes kept for the stage.
 
         The bytes are kept up to ``_READ_AHEAD`` in all, until the next hash or stage, or
         until ``owner`` (the files given) is dropped. With ``store_small``, into a local
         store, small files are packed instead, as they are hashed (``EarlyPacks``).
+        ``progress`` is told how many files are hashed, every ``_PROGRESS_EVERY`` and at the
+        end.
         """
         result: list[tuple[int, str]] = []
         read_ahead: dict[str, bytes] = {}
@@ -388,8 +414,12 @@ class ObjectService:
                         read_ahead[digest] = data
                         budget -= len(data)
                 result.append((size, digest))
+                if progress is not None and len(result) % _PROGRESS_EVERY == 0:
+                    progress(len(result))
             if early is not None:
                 self._early.staged = early.finish()
+        if progress is not None:
+            progress(len(result))
         self._read_ahead = read_ahead
         self._plans = plans
         if read_ahead:
@@ -611,6 +641,11 @@ def _intact(target: Path) -> bool:
         return isinstance(recorded, list) and recorded == _snapshot(target / "files")
     except (OSError, ValueError):
         return False
+
+
+def _told(progress: Progress, skipped: int, total: int, done: int) -> None:
+    """Files hashed so far, to a progress callback: (the ones skipped + ``done``, ``total``)."""
+    progress(skipped + done, total)
 
 
 def _record_chunk(path: Path, chunk: str, staged: StagedObjects, info: BlobInfo) -> None:
