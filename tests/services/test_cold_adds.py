@@ -427,3 +427,28 @@ def test_hashing_a_folder_reports_progress_in_files_as_it_goes(
     seen.clear()
     project.datasets.add("p", tmp_path / "f", progress=lambda *told: seen.append(told))
     assert [(d, t) for stage, d, t in seen if stage == "hash"] == [(0, 450), (450, 450)]
+
+
+def test_a_large_file_is_cut_alike_where_the_platform_has_no_fadvise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(chunking.CHUNK_FROM + 2 * 1024 * 1024)
+    (tmp_path / "big.bin").write_bytes(data)
+    expected = chunking.plan_chunks(str(tmp_path / "big.bin"))
+    monkeypatch.delattr(os, "posix_fadvise")  # as on macOS
+    monkeypatch.delattr(os, "RWF_NOWAIT")
+    plan = chunking.plan_chunks(str(tmp_path / "big.bin"))
+    assert (plan.digest, plan.chunks) == (expected.digest, expected.chunks)
+
+
+def test_small_files_opened_ahead_hash_alike_where_the_platform_has_no_fadvise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contents = _folder(tmp_path / "f", 200, size=30)
+    paths = [str(tmp_path / "f" / name) for name in contents]
+    monkeypatch.setattr(hashing, "_cold", lambda paths, sizes: True)
+    monkeypatch.delattr(os, "posix_fadvise")
+    before = _open_fds()
+    hashed = list(hashing.hash_many(paths, [len(d) for d in contents.values()]))
+    assert [(n, d) for n, d, _ in hashed] == [(len(b), _digest(b)) for b in contents.values()]
+    assert _open_fds() == before

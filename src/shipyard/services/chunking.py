@@ -108,7 +108,7 @@ def plan_chunks(path: str, sink: ChunkSink | None = None) -> ChunkPlan:
     except FileNotFoundError:
         raise NotFoundError(f"file {path} does not exist") from None
     source = _stat_key(os.fstat(file.fileno()))
-    os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+    _advise(file.fileno(), 0, 0, "POSIX_FADV_SEQUENTIAL")
     # A file read from the disk to be stored is not kept in the page cache beside its copy:
     # each part is let go once read (see ``_cold``). Only with a sink: else the stage reads
     # the chunks the store lacks again.
@@ -132,10 +132,10 @@ def plan_chunks(path: str, sink: ChunkSink | None = None) -> ChunkPlan:
             # The next segments are asked of the disk before this one is read: from a cold
             # cache, several requests in flight read much faster than one at a time.
             ahead = base + len(tail)
-            os.posix_fadvise(file.fileno(), ahead, _READ_AHEAD, os.POSIX_FADV_WILLNEED)
+            _advise(file.fileno(), ahead, _READ_AHEAD, "POSIX_FADV_WILLNEED")
             buffer, fresh, last = _read_segment(file, tail, reuse)
             if behind:  # the bytes are in ``buffer`` now
-                os.posix_fadvise(file.fileno(), 0, ahead + len(fresh), os.POSIX_FADV_DONTNEED)
+                _advise(file.fileno(), 0, ahead + len(fresh), "POSIX_FADV_DONTNEED")
             spans = _cuts(chunker, buffer, last)
             pending.append(
                 (
@@ -154,6 +154,13 @@ def plan_chunks(path: str, sink: ChunkSink | None = None) -> ChunkPlan:
             new_bytes += _collect(pending.popleft(), chunks)
     digest = format_digest(whole.hexdigest())
     return ChunkPlan(digest, base, tuple(chunks), sink is not None, new_bytes, source)
+
+
+def _advise(fd: int, offset: int, length: int, advice: str) -> None:
+    """``posix_fadvise`` where the platform has it (Linux; not macOS): a hint, never needed."""
+    fadvise = getattr(os, "posix_fadvise", None)
+    if fadvise is not None:
+        fadvise(fd, offset, length, getattr(os, advice))
 
 
 def _cold(fd: int, size: int) -> bool:

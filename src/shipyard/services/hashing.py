@@ -408,7 +408,8 @@ class _Prefetch:
                 os.close(fd)
 
     def _open_to(self, end: int) -> None:
-        advise, willneed = os.posix_fadvise, os.POSIX_FADV_WILLNEED
+        advise = getattr(os, "posix_fadvise", None)  # not on macOS: opened ahead all the same
+        willneed = getattr(os, "POSIX_FADV_WILLNEED", 0)
         paths, sizes, slots = self._paths, self._sizes, self._slots
         for index in range(self._opened, end):
             if not 0 < sizes[index] <= PACK_MAX or self._stopped:
@@ -421,7 +422,8 @@ class _Prefetch:
             except OSError:  # the hashing opens it itself and reports it
                 continue
             try:
-                advise(fd, 0, 0, willneed)
+                if advise is not None:
+                    advise(fd, 0, 0, willneed)
             except OSError:
                 os.close(fd)
                 continue
