@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -67,6 +70,44 @@ def project(settings: Settings) -> Iterator[Shipyard]:
     """A fresh, migrated project on each metadata back end."""
     with build(settings) as opened:
         yield opened
+
+
+AddKilled = Callable[[str, Path, int], None]
+
+
+@pytest.fixture
+def add_killed_while_storing(project: Shipyard) -> AddKilled:
+    """Run ``datasets.add(name, source)`` on ``project`` in a child process and SIGKILL it as
+    it stores its ``call``-th blob through ``put_hashed`` (a chunk of a large file, a pack
+    of small ones): what a crash or an OOM kill in the middle of an add leaves."""
+
+    def run(name: str, source: Path, call: int) -> None:
+        script = (
+            "from shipyard.settings import Settings\n"
+            "from shipyard.app import build\n"
+            f"s = Settings.load({str(project.settings.root)!r}, env={{}}, "
+            f"metadata_uri={project.settings.metadata_uri!r})\n"
+            "p = build(s)\n"
+            "from shipyard.stores.artifacts.content import ContentStore\n"
+            "real, calls = ContentStore.put_hashed, []\n"
+            "def slow(self, digest, data):\n"
+            "    calls.append(1)\n"
+            f"    if len(calls) == {call}:\n"
+            "        print('storing', flush=True)\n"
+            "        import time; time.sleep(30)\n"
+            "    return real(self, digest, data)\n"
+            "ContentStore.put_hashed = slow\n"
+            f"p.datasets.add({name!r}, {str(source)!r})\n"
+        )
+        with subprocess.Popen(
+            [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
+        ) as proc:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "storing"
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+    return run
 
 
 @pytest.hookimpl(trylast=True)

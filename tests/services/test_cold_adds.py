@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
@@ -50,20 +50,26 @@ def _walk(folder: Path, scratch: Path) -> FileSet:
 # -- the stat of a folder's files ----------------------------------------------------------
 
 
+def _stat_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every stat counts as slow from now on; the names of the threads that stat go here."""
+    threads: list[str] = []
+    real = sources._stat_into
+
+    def noting(fields: list[int], names: Iterable[str], folder: int) -> list[int]:
+        threads.append(threading.current_thread().name)
+        return real(fields, names, folder)
+
+    monkeypatch.setattr(sources, "_SLOW_STAT", 0.0)
+    monkeypatch.setattr(sources, "_stat_into", noting)
+    return threads
+
+
 def test_a_slow_stat_is_shared_with_a_helper_and_gives_the_same_columns(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _folder(tmp_path / "f", 3_000)
     alone = _walk(tmp_path / "f", tmp_path / "scratch")
-    helpers: list[str] = []
-    real = sources._stat_into
-
-    def noting(fields: list[int], names: Iterable[str], folder: int) -> list[int]:
-        helpers.append(threading.current_thread().name)
-        return real(fields, names, folder)
-
-    monkeypatch.setattr(sources, "_SLOW_STAT", 0.0)  # every stat counts as slow
-    monkeypatch.setattr(sources, "_stat_into", noting)
+    helpers = _stat_threads(monkeypatch)
     shared = _walk(tmp_path / "f", tmp_path / "scratch")
     assert any(name.startswith("shipyard-stat") for name in helpers)
     assert shared.names == alone.names
@@ -77,17 +83,9 @@ def test_slow_stats_across_small_folders_are_shared_too_and_give_the_same_column
         _folder(tmp_path / "f" / f"part{k}", 30)
     (tmp_path / "f" / "top.bin").write_bytes(b"top")
     alone = _walk(tmp_path / "f", tmp_path / "scratch")
-    helpers: list[str] = []
-    real = sources._stat_into
-
-    def noting(fields: list[int], names: Iterable[str], folder: int) -> list[int]:
-        helpers.append(threading.current_thread().name)
-        return real(fields, names, folder)
-
-    monkeypatch.setattr(sources, "_SLOW_STAT", 0.0)
+    helpers = _stat_threads(monkeypatch)
     monkeypatch.setattr(sources, "_PROBE", 40)  # decided within the second folder
     monkeypatch.setattr(sources, "_SHARE_FROM", 4)
-    monkeypatch.setattr(sources, "_stat_into", noting)
     shared = _walk(tmp_path / "f", tmp_path / "scratch")
     assert sum(name.startswith("shipyard-stat") for name in helpers) >= 3
     assert (shared.names, shared.stats) == (alone.names, alone.stats)
@@ -368,38 +366,13 @@ def test_two_adds_at_once_on_threads_each_stage_their_own_packs(
 
 
 def test_an_add_killed_while_packing_small_files_leaves_no_version(
-    project: Shipyard, tmp_path: Path
+    project: Shipyard, tmp_path: Path, add_killed_while_storing: Callable[[str, Path, int], None]
 ) -> None:
-    import signal
-    import subprocess
-    import sys
     from datetime import timedelta
 
     contents = _folder(tmp_path / "f", 2_000, size=40 * 1024)  # packs of 32 MiB: three
-    script = (
-        "from shipyard.settings import Settings\n"
-        "from shipyard.app import build\n"
-        f"s = Settings.load({str(project.settings.root)!r}, env={{}}, "
-        f"metadata_uri={project.settings.metadata_uri!r})\n"
-        "p = build(s)\n"
-        "from shipyard.stores.artifacts.content import ContentStore\n"
-        "real, calls = ContentStore.put_hashed, []\n"
-        "def slow(self, digest, data):\n"
-        "    calls.append(1)\n"
-        "    if len(calls) == 2:\n"  # the second pack, while the folder is still being hashed
-        "        print('storing', flush=True)\n"
-        "        import time; time.sleep(30)\n"
-        "    return real(self, digest, data)\n"
-        "ContentStore.put_hashed = slow\n"
-        f"p.datasets.add('small', {str(tmp_path / 'f')!r})\n"
-    )
-    with subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
-    ) as proc:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "storing"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+    # killed at the second pack, while the folder is still being hashed
+    add_killed_while_storing("small", tmp_path / "f", 2)
     assert project.datasets.list() == []
     assert project.maintenance.fsck().ok
     orphans = project.maintenance.gc(dry_run=True, grace=timedelta(0)).unreferenced

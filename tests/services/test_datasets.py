@@ -2,10 +2,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -276,35 +274,13 @@ def test_a_corrupt_blob_is_refused_on_read(project: Shipyard, tmp_path: Path) ->
     assert not project.maintenance.fsck().ok
 
 
-def test_a_killed_add_leaves_no_version(project: Shipyard, tmp_path: Path) -> None:
+def test_a_killed_add_leaves_no_version(
+    project: Shipyard, tmp_path: Path, add_killed_while_storing: Callable[[str, Path, int], None]
+) -> None:
     path = tmp_path / "big.bin"
     path.write_bytes(os.urandom(64 * 1024 * 1024))
-    script = (
-        "import sys, shipyard\n"
-        "from shipyard.settings import Settings\n"
-        "from shipyard.app import build\n"
-        f"s = Settings.load({str(project.settings.root)!r}, env={{}}, "
-        f"metadata_uri={project.settings.metadata_uri!r})\n"
-        "p = build(s)\n"
-        "from shipyard.stores.artifacts.content import ContentStore\n"
-        # the chunks of a large file are stored as it is read, each by put_hashed
-        "real, calls = ContentStore.put_hashed, []\n"
-        "def slow(self, digest, data):\n"
-        "    calls.append(1)\n"
-        "    if len(calls) == 6:\n"
-        "        print('storing', flush=True)\n"
-        "        import time; time.sleep(30)\n"
-        "    return real(self, digest, data)\n"
-        "ContentStore.put_hashed = slow\n"
-        f"p.datasets.add('big', {str(path)!r})\n"
-    )
-    with subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
-    ) as proc:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "storing"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+    # the chunks of a large file are stored as it is read, each by put_hashed
+    add_killed_while_storing("big", path, 6)
     assert _count_versions(project) == 0
     assert project.maintenance.fsck().ok
     from datetime import timedelta
