@@ -425,3 +425,33 @@ def test_small_files_opened_ahead_hash_alike_where_the_platform_has_no_fadvise(
     hashed = list(hashing.hash_many(paths, [len(d) for d in contents.values()]))
     assert [(n, d) for n, d, _ in hashed] == [(len(b), _digest(b)) for b in contents.values()]
     assert _open_fds() == before
+
+
+def test_early_packs_ask_which_are_stored_every_so_many_files_or_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shipyard.services.packing as packing
+    from shipyard.stores.artifacts.local import LocalBlobStore
+
+    monkeypatch.setattr(packing, "_CHECK_BYTES", 250 * 1024)
+    content = ContentStore(LocalBlobStore(tmp_path / "store"))
+    pieces = [os.urandom(100 * 1024) for _ in range(10)]
+    stored_before = {_digest(pieces[4])}
+    asked: list[int] = []
+
+    def known(digests: set[str]) -> set[str]:
+        asked.append(len(digests))
+        return digests & stored_before
+
+    with EarlyPacks(content, known) as early:
+        for piece in [*pieces, pieces[0]]:  # the first file twice
+            early.add(_digest(piece), piece)
+        staged = early.finish()
+    assert asked == [3, 3, 3, 1], "every 250 KiB held, then the rest"
+    rows = {row[0]: row for row in staged.object_rows}
+    assert set(rows) == {_digest(p) for p in pieces} - stored_before
+    (pack,) = {row[3] for row in rows.values()}
+    assert staged.new_bytes == 9 * 100 * 1024 == content.size(pack)
+    for piece in pieces[:4] + pieces[5:]:
+        _, size, _, blob, offset = rows[_digest(piece)]
+        assert content.read_range(blob, offset, size) == piece

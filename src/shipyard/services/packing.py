@@ -34,8 +34,9 @@ PACK_TARGET = 32 * 1024 * 1024
 # Bytes handed to the background blob writer and not stored yet, at most.
 _WRITE_AHEAD = PACK_TARGET
 # Small files hashed before ``EarlyPacks`` asks which of them are stored already: one query
-# each time (``ObjectService.known`` batches its own), few for a folder of 100,000 files.
-_CHECK_EVERY = 2_000
+# each time (``ObjectService.known`` batches its own), few for a folder of 100,000 files;
+# sooner once their bytes reach ``_CHECK_BYTES`` (2,000 files of 256 KiB would hold 500 MiB).
+_CHECK_EVERY, _CHECK_BYTES = 2_000, 64 * 1024 * 1024
 
 ObjectRow = tuple[str, int, str, str | None, int | None]  # digest, size, storage, blob, offset
 
@@ -173,12 +174,14 @@ class EarlyPacks:
         self._staged = StagedObjects(())
         self._packs = PackWriter(content, self._writer, self._staged)
         self._waiting: list[tuple[str, bytes]] = []
+        self._waiting_bytes = 0
         self._packed: set[str] = set()
 
     def add(self, digest: str, data: bytes) -> None:
         """A small file just hashed to ``digest`` from exactly ``data``."""
         self._waiting.append((digest, data))
-        if len(self._waiting) >= _CHECK_EVERY:
+        self._waiting_bytes += len(data)
+        if len(self._waiting) >= _CHECK_EVERY or self._waiting_bytes >= _CHECK_BYTES:
             self._check()
 
     def finish(self) -> StagedObjects:
@@ -193,7 +196,7 @@ class EarlyPacks:
         return self._staged
 
     def _check(self) -> None:
-        waiting, self._waiting = self._waiting, []
+        waiting, self._waiting, self._waiting_bytes = self._waiting, [], 0
         if not waiting:
             return
         packed = self._packed
