@@ -194,7 +194,10 @@ def test_a_full_queue_drops_and_counts_without_blocking(project: Shipyard, churn
     assert (log.written, log.dropped, log.queued) == (100, 50, 0)
 
 
-def test_record_costs_microseconds(project: Shipyard, churn: str) -> None:
+def test_a_burst_of_20000_records_queues_every_one(project: Shipyard, churn: str) -> None:
+    # What a call costs is printed, not asserted: timings belong to the benchmarks
+    # (bench/serving runs with and without the prediction log), and a loaded machine (two
+    # suites at once) made 2-4 µs into 150 µs.
     calls = 20_000
     inputs = {n: [{f"f{c}": float(c) for c in range(8)} for _ in range(n)] for n in (1, 10)}
     with _log(project, churn, max_rows=5000, max_queued_rows=1_000_000) as log:
@@ -212,7 +215,6 @@ def test_record_costs_microseconds(project: Shipyard, churn: str) -> None:
                 )
             per_call = (time.perf_counter() - started) / calls * 1e6
             print(f"record() with {n} row(s): {per_call:.2f} µs per call")
-            assert per_call < 100  # generous for a loaded CI machine; ~2-4 µs measured
     assert log.dropped == 0
 
 
