@@ -26,6 +26,7 @@ from blake3 import blake3
 from shipyard.domain.digests import format_digest
 from shipyard.errors import ConflictError, NotFoundError, UnsafePathError
 from shipyard.services.chunking import CHUNK_FROM, ChunkPlan, ChunkSink, plan_chunks
+from shipyard.services.page_cache import advise, held
 from shipyard.stores.artifacts.content import hash_file
 
 __all__ = [
@@ -356,14 +357,9 @@ def _cached(path: str) -> bool:
     except OSError:  # not ours or gone: the hashing reports it
         return True
     try:
-        os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
-    except BlockingIOError:
-        return False
-    except (OSError, AttributeError):  # no RWF_NOWAIT here: assume a warm cache
-        return True
+        return held(fd, 0)
     finally:
         os.close(fd)
-    return True
 
 
 class _Prefetch:
@@ -408,8 +404,6 @@ class _Prefetch:
                 os.close(fd)
 
     def _open_to(self, end: int) -> None:
-        advise = getattr(os, "posix_fadvise", None)  # not on macOS: opened ahead all the same
-        willneed = getattr(os, "POSIX_FADV_WILLNEED", 0)
         paths, sizes, slots = self._paths, self._sizes, self._slots
         for index in range(self._opened, end):
             if not 0 < sizes[index] <= PACK_MAX or self._stopped:
@@ -422,8 +416,7 @@ class _Prefetch:
             except OSError:  # the hashing opens it itself and reports it
                 continue
             try:
-                if advise is not None:
-                    advise(fd, 0, 0, willneed)
+                advise(fd, 0, 0, "POSIX_FADV_WILLNEED")  # none on macOS: opened ahead all the same
             except OSError:
                 os.close(fd)
                 continue

@@ -208,7 +208,7 @@ class ObjectService:
         )
         staged = StagedObjects(stored)
         packed = {row[0]: row for row in early.object_rows} if early is not None else {}
-        if early is not None:  # the bytes packed count whether or not a file here is theirs
+        if early is not None:  # this add packed them, on this thread
             staged.new_bytes += early.new_bytes
         known = self.known(set(digests).difference(packed))
         total = sum(sizes)
