@@ -47,6 +47,15 @@ def _walk(folder: Path, scratch: Path) -> FileSet:
     return files
 
 
+def _as_if_cold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small files count as not in the page cache: the hashing opens them ahead."""
+    monkeypatch.setattr(hashing, "_cold", lambda paths, sizes: True)
+
+
+def _paths(root: Path, contents: dict[str, bytes]) -> list[str]:
+    return [str(root / name) for name in contents]
+
+
 # -- the stat of a folder's files ----------------------------------------------------------
 
 
@@ -120,9 +129,9 @@ def test_files_opened_ahead_hash_alike_and_none_stays_open(
     big = os.urandom(hashing.PACK_MAX + 1)  # never opened ahead: hashed as usual
     (tmp_path / "f" / "f00150.bin").write_bytes(big)
     contents["f00150.bin"] = big
-    paths = [str(tmp_path / "f" / name) for name in contents]
+    paths = _paths(tmp_path / "f", contents)
     sizes = [len(data) for data in contents.values()]
-    monkeypatch.setattr(hashing, "_cold", lambda paths, sizes: True)
+    _as_if_cold(monkeypatch)
     monkeypatch.setattr(hashing, "_PREFETCH_AHEAD", ahead)
     before = _open_fds()
     hashed = list(hashing.hash_many(paths, sizes))
@@ -134,10 +143,10 @@ def test_a_file_gone_before_it_is_opened_ahead_is_reported_and_nothing_stays_ope
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     contents = _folder(tmp_path / "f", 400, size=20)
-    paths = [str(tmp_path / "f" / name) for name in contents]
+    paths = _paths(tmp_path / "f", contents)
     sizes = [len(data) for data in contents.values()]
     Path(paths[250]).unlink()
-    monkeypatch.setattr(hashing, "_cold", lambda paths, sizes: True)
+    _as_if_cold(monkeypatch)
     monkeypatch.setattr(hashing, "_PREFETCH_AHEAD", 16)
     before = _open_fds()
     with pytest.raises(NotFoundError, match=r"f00250\.bin does not exist"):
@@ -150,8 +159,8 @@ def test_a_consumer_that_stops_early_closes_what_was_opened_ahead(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     contents = _folder(tmp_path / "f", 2_000, size=10)
-    paths = [str(tmp_path / "f" / name) for name in contents]
-    monkeypatch.setattr(hashing, "_cold", lambda paths, sizes: True)
+    paths = _paths(tmp_path / "f", contents)
+    _as_if_cold(monkeypatch)
     before = _open_fds()
     results = hashing.hash_many(paths, [len(d) for d in contents.values()])
     for count, _ in enumerate(results):
@@ -264,7 +273,7 @@ def test_files_opened_ahead_for_two_hashing_threads_hash_alike(
         (tmp_path / f"{i}.bin").write_bytes(data)
         contents.append(data)
     paths = [str(tmp_path / f"{i}.bin") for i in range(200)]
-    monkeypatch.setattr(hashing, "_cold", lambda paths, sizes: True)
+    _as_if_cold(monkeypatch)
     monkeypatch.setattr(hashing, "_PREFETCH_AHEAD", 8)
     monkeypatch.setattr(hashing, "_BATCH_FILES", 16)
     before = _open_fds()
@@ -418,8 +427,8 @@ def test_small_files_opened_ahead_hash_alike_where_the_platform_has_no_fadvise(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     contents = _folder(tmp_path / "f", 200, size=30)
-    paths = [str(tmp_path / "f" / name) for name in contents]
-    monkeypatch.setattr(hashing, "_cold", lambda paths, sizes: True)
+    paths = _paths(tmp_path / "f", contents)
+    _as_if_cold(monkeypatch)
     monkeypatch.delattr(os, "posix_fadvise")
     before = _open_fds()
     hashed = list(hashing.hash_many(paths, [len(d) for d in contents.values()]))
